@@ -1,0 +1,471 @@
+"""Typed experiment configs, validated before any work starts.
+
+A config is a YAML mapping; every section is a frozen dataclass below. Validation is
+declarative: each field's type annotation (and ``choices``/``check`` metadata) decides what
+is accepted; an unknown key suggests the closest valid one. Every problem raises
+:class:`ConfigError` whose message is one line naming the key path, e.g.
+``sampler.num_chains: must be >= 1, got 0``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem, with the dotted key path it concerns."""
+
+    def __init__(self, path: str, message: str):
+        self.path, self.message = path, message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+def _field(default=dataclasses.MISSING, *, choices=None, check=None, doc="", factory=None):
+    meta = {"choices": choices, "check": check, "doc": doc}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def positive(v):
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def at_least(lo):
+    return lambda v: None if v >= lo else f"must be >= {lo}, got {v}"
+
+
+def non_negative(v):
+    return None if v >= 0 else f"must be >= 0, got {v}"
+
+
+def _positive_list(v):
+    return None if v and all(x >= 1 for x in v) else f"must be a non-empty list of positive integers, got {v}"
+
+
+# ----------------------------------------------------------------------------- sections
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    widths: list[int] = _field(check=lambda v: None if len(v) >= 2 and all(x >= 1 for x in v)
+                               else f"must list >= 2 positive layer sizes, got {v}",
+                               doc="[d_in, h_1, ..., d_out]")
+    activation: str = _field("relu", choices=("relu", "tanh", "identity"),
+                             doc="hidden-layer activation (none on the output)")
+    bias: bool = _field(True, doc="biases on every layer")
+    noise_std: float = _field(1.0, check=positive, doc="sigma of the Gaussian likelihood")
+    prior_std: float = _field(1.0, check=positive, doc="s of the N(0, s^2) prior on every parameter")
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomTruth:
+    seed: int = _field(0, doc="seed of the truth's parameters")
+    std: float = _field(1.0, check=positive, doc="parameters ~ N(0, std^2)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TruthConfig:
+    widths: Optional[list[int]] = _field(None, check=lambda v: None if len(v) >= 2 and all(x >= 1 for x in v)
+                                         else f"must list >= 2 positive layer sizes, got {v}",
+                                         doc="default: the model's widths")
+    activation: Optional[str] = _field(None, choices=("relu", "tanh", "identity"),
+                                       doc="default: the model's")
+    bias: Optional[bool] = _field(None, doc="default: the model's")
+    params: Optional[list[dict]] = _field(None, doc="one {W: (out, in), b: (out,)} per layer")
+    random: Optional[RandomTruth] = _field(None, doc="draw the truth from a seed instead of params")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    dist: str = _field("uniform", choices=("uniform", "normal"), doc="input distribution")
+    low: float = _field(-1.0, doc="uniform lower bound")
+    high: float = _field(1.0, doc="uniform upper bound")
+    std: float = _field(1.0, check=positive, doc="normal standard deviation")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    n: Optional[int] = _field(None, check=at_least(1), doc="sample size (with file: first n rows)")
+    x: InputConfig = _field(factory=InputConfig, doc="input distribution for synthetic data")
+    file: Optional[str] = _field(None, doc=".npz (x, y) or .csv; relative to the config file")
+    noise_std: Optional[float] = _field(None, check=non_negative,
+                                        doc="noise of the synthetic y; default model.noise_std")
+    seed: Optional[int] = _field(None, doc="data seed; default derived from the top-level seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    method: str = _field("nuts", choices=("nuts", "hmc"), doc="numpyro kernel")
+    num_chains: int = _field(4, check=at_least(1))
+    num_warmup: int = _field(500, check=non_negative)
+    num_samples: int = _field(1000, check=at_least(1))
+    beta: Union[float, str] = _field(1.0, doc="inverse temperature: a number > 0 or 'wbic' (1/log n)")
+    step_size: Optional[float] = _field(None, check=positive, doc="initial step size (adapted in warmup)")
+    num_steps: int = _field(16, check=at_least(1), doc="leapfrog steps per HMC proposal (method: hmc)")
+    target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
+    max_tree_depth: int = _field(8, check=at_least(1), doc="NUTS maximum tree depth")
+    dense_mass: bool = _field(False, doc="adapt a dense mass matrix")
+    thinning: int = _field(1, check=at_least(1))
+    init: str = _field("prior", choices=("prior", "truth"),
+                       doc="chain starts: dispersed prior draws, or the truth")
+    chain_method: str = _field("auto", choices=("auto", "vectorized", "parallel", "sequential"),
+                               doc="auto: parallel over devices when there are enough, else vectorized")
+    num_predict_inputs: int = _field(4, check=at_least(1),
+                                     doc="fixed inputs whose network outputs get R-hat/ESS")
+
+
+@dataclasses.dataclass(frozen=True)
+class FreeEnergyConfig:
+    num_betas: int = _field(16, check=at_least(2), doc="temperatures in the TI grid")
+    grid_power: float = _field(4.0, check=positive, doc="beta_k = (k/K)^power, dense near 0")
+    methods: list[str] = _field(factory=lambda: ["ti", "wbic", "stepping_stone"],
+                                choices=("ti", "wbic", "stepping_stone"))
+    num_chains: int = _field(4, check=at_least(1))
+    num_warmup: int = _field(400, check=non_negative)
+    num_samples: int = _field(800, check=at_least(2))
+    num_steps: int = _field(8, check=at_least(1), doc="leapfrog steps per HMC proposal")
+    target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LambdaConfig:
+    num_betas: int = _field(5, check=at_least(2), doc="temperatures for the beta-slope estimate")
+    half_width: Optional[float] = _field(None, check=positive,
+                                         doc="relative half-width of the window; default 1/sqrt(2 log n)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _field(3000, check=at_least(1))
+    learning_rate: float = _field(0.01, check=positive)
+    seed: Optional[int] = _field(None, doc="init seed; default derived from the top-level seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class LLCConfig:
+    at: str = _field("truth", choices=("truth", "trained", "params"), doc="the point w*")
+    params: Optional[list[dict]] = _field(None, doc="w* in the model's shape (at: params)")
+    sampler: str = _field("sgld", choices=("sgld", "mala", "nuts"))
+    num_chains: int = _field(8, check=at_least(1))
+    num_draws: int = _field(2000, check=at_least(1))
+    num_burnin: int = _field(0, check=non_negative, doc="draws discarded before averaging")
+    step_size: Optional[float] = _field(None, check=positive, doc="default chosen per sampler")
+    gamma: float = _field(1.0, check=non_negative, doc="localisation strength")
+    nbeta: Optional[float] = _field(None, check=positive, doc="n * beta; default n / log n")
+    batch_size: Optional[int] = _field(None, check=at_least(1), doc="SGLD minibatch; default full batch")
+    train: TrainConfig = _field(factory=TrainConfig, doc="optimiser for at: trained")
+
+
+@dataclasses.dataclass(frozen=True)
+class FisherConfig:
+    at: str = _field("truth", choices=("truth", "trained", "params", "posterior"))
+    params: Optional[list[dict]] = _field(None, doc="the point (at: params)")
+    rtol: float = _field(1e-6, check=positive, doc="eigenvalues above rtol * largest count as rank")
+    population: bool = _field(False, doc="also the population FIM on fresh inputs")
+    population_n: int = _field(100000, check=at_least(1))
+    train: TrainConfig = _field(factory=TrainConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    n: list[int] = _field(factory=list, check=lambda v: None if all(x >= 1 for x in v)
+                          else f"must be positive integers, got {v}", doc="sample sizes")
+    seeds: Optional[list[int]] = _field(None, doc="default: [seed]")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    dir: str = _field("runs", doc="parent of run directories")
+    figures: bool = _field(True, doc="write PNG figures")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    name: str = _field("run", check=lambda v: None if v and "/" not in v and v not in (".", "..")
+                       else f"must be a non-empty name without '/', got {v!r}")
+    seed: int = _field(0)
+    precision: str = _field("float32", choices=("float32", "float64"))
+    truth: Optional[TruthConfig] = _field(None)
+    data: DataConfig = _field(factory=DataConfig)
+    sampler: SamplerConfig = _field(factory=SamplerConfig)
+    free_energy: Optional[FreeEnergyConfig] = _field(None)
+    lambda_: Optional[LambdaConfig] = _field(None)
+    llc: Optional[LLCConfig] = _field(None)
+    fisher: Optional[FisherConfig] = _field(None)
+    sweep: Optional[SweepConfig] = _field(None)
+    output: OutputConfig = _field(factory=OutputConfig)
+    base_dir: str = _field(".", doc="(internal) directory of the config file")
+
+
+_KEY_ALIASES = {"lambda": "lambda_"}
+_INTERNAL = {"base_dir"}
+
+
+# ----------------------------------------------------------------------------- building
+def _yaml_key(name: str) -> str:
+    return "lambda" if name == "lambda_" else name
+
+
+def _typename(tp) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            dict: "a mapping", list: "a list"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(value, tp, path: str, meta: dict):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, path, meta)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[-1] if len(errors) == 1 else ConfigError(
+            path, f"expected {' or '.join(_typename(a) for a in args if a is not type(None))}, "
+                  f"got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{path}[{i}]", {"choices": meta.get("choices")})
+                for i, v in enumerate(value)]
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(path, f"must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {value!r}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            hint = difflib.get_close_matches(value, choices, n=1)
+            raise ConfigError(path, f"must be one of {list(choices)}, got {value!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return value
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
+def build(cls, raw: Any, path: str = ""):
+    """Validate a raw mapping into dataclass ``cls`` (recursively)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    yaml_names = {_yaml_key(name): name for name in fields if name not in _INTERNAL}
+    kwargs = {}
+    for key, value in raw.items():
+        sub = f"{path}.{key}" if path else str(key)
+        if key not in yaml_names:
+            hint = difflib.get_close_matches(str(key), list(yaml_names), n=1)
+            raise ConfigError(sub, "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                    else f"; valid keys: {sorted(yaml_names)}"))
+        name = yaml_names[key]
+        f = fields[name]
+        val = _convert(value, hints[name], sub, f.metadata)
+        check = f.metadata.get("check")
+        if val is not None and check is not None:
+            msg = check(val)
+            if msg:
+                raise ConfigError(sub, msg)
+        kwargs[name] = val
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{path}.{_yaml_key(name)}" if path else _yaml_key(name), "required key is missing")
+    return cls(**kwargs)
+
+
+def to_dict(obj) -> Any:
+    """A config (or section) back to plain YAML-able data, with YAML key names."""
+    if dataclasses.is_dataclass(obj):
+        return {_yaml_key(f.name): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.name not in _INTERNAL}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- cross-checks
+def _check(cfg: Config) -> Config:
+    from slt import models  # local: models imports jax
+
+    m = cfg.model
+    if cfg.data.file is None:
+        if cfg.truth is None:
+            raise ConfigError("truth", "required key is missing (give truth + data.n, or data.file)")
+        if cfg.data.n is None:
+            raise ConfigError("data.n", "required key is missing (or give data.file)")
+    else:
+        path = Path(cfg.base_dir) / cfg.data.file
+        if not path.is_file():
+            raise ConfigError("data.file", f"file {cfg.data.file!r} does not exist")
+    if cfg.data.x.dist == "uniform" and not cfg.data.x.low < cfg.data.x.high:
+        raise ConfigError("data.x.high", f"must exceed data.x.low ({cfg.data.x.low}), got {cfg.data.x.high}")
+    if cfg.truth is not None:
+        t = cfg.truth
+        widths = t.widths or m.widths
+        if widths[0] != m.widths[0] or widths[-1] != m.widths[-1]:
+            raise ConfigError("truth.widths", f"{widths} must share d_in and d_out with model.widths {m.widths}")
+        if (t.params is None) == (t.random is None):
+            raise ConfigError("truth", "give exactly one of 'params' or 'random'")
+        spec = models.make_mlp(widths, t.activation or m.activation, m.bias if t.bias is None else t.bias)
+        if t.params is not None:
+            try:
+                models.params_from_lists(spec, t.params)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError("truth.params", str(exc)) from None
+        if len(widths) != len(m.widths) or any(a > b for a, b in zip(widths, m.widths)):
+            pass  # allowed: the truth need not embed; LLC/Fisher 'at: truth' then complain
+    if isinstance(cfg.sampler.beta, str) and cfg.sampler.beta != "wbic":
+        raise ConfigError("sampler.beta", f"must be a positive number or 'wbic', got {cfg.sampler.beta!r}")
+    if isinstance(cfg.sampler.beta, float) and cfg.sampler.beta <= 0:
+        raise ConfigError("sampler.beta", f"must be > 0, got {cfg.sampler.beta}")
+    spec = models.make_mlp(m.widths, m.activation, m.bias)
+    for section in ("llc", "fisher"):
+        sec = getattr(cfg, section)
+        if sec is None:
+            continue
+        if sec.at == "params":
+            if sec.params is None:
+                raise ConfigError(f"{section}.params", "required when at: params")
+            try:
+                models.params_from_lists(spec, sec.params)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{section}.params", str(exc)) from None
+        if sec.at == "truth" and cfg.truth is None:
+            raise ConfigError(f"{section}.at", "'truth' needs a truth section")
+    if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
+        raise ConfigError("llc.batch_size", f"must be <= data.n ({cfg.data.n}), got {cfg.llc.batch_size}")
+    return cfg
+
+
+def from_dict(raw: Any, base_dir: str | Path = ".", name: str | None = None) -> Config:
+    """Validate a raw mapping (e.g. parsed YAML) into a :class:`Config`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"a config must be a YAML mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    if "base_dir" in raw:
+        raise ConfigError("base_dir", "unknown key")
+    if name is not None and "name" not in raw:
+        raw["name"] = name
+    cfg = build(Config, raw)
+    cfg = dataclasses.replace(cfg, base_dir=str(base_dir))
+    return _check(cfg)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    raw = _deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError("--set", f"expected key.path=value, got {item!r}")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError("--set", f"bad key path {key!r}")
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            if not isinstance(node[p], dict):
+                raise ConfigError(key, f"cannot set inside {p!r}, which is not a mapping")
+            node = node[p]
+        node[parts[-1]] = value
+    return raw
+
+
+def _deepcopy(obj):
+    if isinstance(obj, dict):
+        return {k: _deepcopy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deepcopy(v) for v in obj]
+    return obj
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Parse a YAML config file into a raw mapping (one-line errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("", f"config file {str(path)!r} does not exist")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"config file {str(path)!r} cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError("", f"config file {str(path)!r} is not valid YAML{where}") from None
+    if raw is None:
+        raise ConfigError("", f"config file {str(path)!r} is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"config file {str(path)!r} must hold a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a config file."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), list(overrides))
+    return from_dict(raw, base_dir=path.parent, name=path.stem)
+
+
+def default_config_path() -> Path:
+    """The headline experiment shipped inside the package (``slt run`` with no config)."""
+    return Path(__file__).parent / "defaults" / "relu2_truth1.yaml"
+
+
+def describe(cls=Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, doc) rows for the README's config reference."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.name in _INTERNAL:
+            continue
+        key = f"{prefix}{_yaml_key(f.name)}"
+        tp = typing.get_type_hints(cls)[f.name]
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        sub = tp if dataclasses.is_dataclass(tp) else (inner[0] if inner else None)
+        if sub is not None:
+            rows += describe(sub, key + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        doc = f.metadata.get("doc", "")
+        if f.metadata.get("choices"):
+            doc = (doc + " " if doc else "") + "one of " + ", ".join(f.metadata["choices"])
+        rows.append((key, repr(default) if default != "required" else "required", doc))
+    return rows

@@ -1,0 +1,184 @@
+"""Feed-forward networks as pure functions over parameter pytrees.
+
+A network is described by a hashable :class:`MLP` spec (``widths``, ``activation``,
+``bias``) and its parameters are a list of layers ``[{"W": (out, in), "b": (out,)}, ...]``
+(``b`` absent when ``bias`` is false). No activation is applied on the output layer.
+
+Samplers and estimators work on the *flat* parameter vector ``w`` of length ``d``
+(:func:`flatten` / :func:`unflatten`); the order is layer by layer, ``W`` row-major then
+``b``. For the headline network ``[2, 2, 1]`` this is ``(w1, w2, b1, b2, q1, q2, c)``::
+
+    f(x, w) = q1 ReLU(<w1, x> + b1) + q2 ReLU(<w2, x> + b2) + c
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "identity": lambda z: z,
+}
+
+Params = list  # list[dict[str, Array]]
+
+
+class MLP(NamedTuple):
+    """Static description of a feed-forward network (hashable: usable as a jit static arg)."""
+
+    widths: tuple[int, ...]
+    activation: str = "relu"
+    bias: bool = True
+
+    @property
+    def d_in(self) -> int:
+        return self.widths[0]
+
+    @property
+    def d_out(self) -> int:
+        return self.widths[-1]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.widths) - 1
+
+    @property
+    def shapes(self) -> list[dict[str, tuple[int, ...]]]:
+        out = []
+        for fan_in, fan_out in zip(self.widths[:-1], self.widths[1:]):
+            layer = {"W": (fan_out, fan_in)}
+            if self.bias:
+                layer["b"] = (fan_out,)
+            out.append(layer)
+        return out
+
+
+def make_mlp(widths: Sequence[int], activation: str = "relu", bias: bool = True) -> MLP:
+    """Build a validated :class:`MLP` spec."""
+    widths = tuple(int(w) for w in widths)
+    if len(widths) < 2 or any(w < 1 for w in widths):
+        raise ValueError(f"widths must list at least 2 positive sizes, got {list(widths)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return MLP(widths, activation, bool(bias))
+
+
+def num_params(spec: MLP) -> int:
+    """Parameter count d = sum over layers of out*in (+ out with biases)."""
+    return sum(int(np.prod(s)) for layer in spec.shapes for s in layer.values())
+
+
+def init(key: jax.Array, spec: MLP, std: float = 1.0) -> Params:
+    """Draw every parameter i.i.d. N(0, std^2) (the prior's draw when std = prior_std)."""
+    w = std * jax.random.normal(key, (num_params(spec),))
+    return unflatten(spec, w)
+
+
+def apply(spec: MLP, params: Params, x: jax.Array) -> jax.Array:
+    """Network output ``f(x, w)`` for inputs ``x`` of shape (..., d_in) -> (..., d_out)."""
+    act = ACTIVATIONS[spec.activation]
+    h = x
+    last = len(params) - 1
+    for i, layer in enumerate(params):
+        h = h @ layer["W"].T
+        if "b" in layer:
+            h = h + layer["b"]
+        if i < last:
+            h = act(h)
+    return h
+
+
+def flatten(params: Params) -> jax.Array:
+    """Concatenate the layers' ``W`` (row-major) and ``b`` into one vector of length d."""
+    parts = []
+    for layer in params:
+        parts.append(jnp.ravel(layer["W"]))
+        if "b" in layer:
+            parts.append(jnp.ravel(layer["b"]))
+    return jnp.concatenate(parts)
+
+
+def unflatten(spec: MLP, w: jax.Array) -> Params:
+    """Inverse of :func:`flatten`; ``w`` may carry leading batch axes (..., d)."""
+    batch = w.shape[:-1]
+    out, i = [], 0
+    for shapes in spec.shapes:
+        layer = {}
+        for name, shape in shapes.items():
+            size = int(np.prod(shape))
+            layer[name] = w[..., i:i + size].reshape(batch + shape)
+            i += size
+        out.append(layer)
+    return out
+
+
+def apply_flat(spec: MLP, w: jax.Array, x: jax.Array) -> jax.Array:
+    """``f(x, w)`` with ``w`` the flat parameter vector."""
+    return apply(spec, unflatten(spec, w), x)
+
+
+def params_from_lists(spec: MLP, layers: Sequence[dict]) -> Params:
+    """Parameters from nested lists (YAML ``params``), checking every shape against ``spec``."""
+    if len(layers) != spec.num_layers:
+        raise ValueError(f"expected {spec.num_layers} layers for widths {list(spec.widths)}, "
+                         f"got {len(layers)}")
+    out = []
+    for i, (layer, shapes) in enumerate(zip(layers, spec.shapes)):
+        extra = set(layer) - set(shapes)
+        if extra:
+            raise ValueError(f"layer {i}: unexpected keys {sorted(extra)} (bias={spec.bias})")
+        arrays = {}
+        for name, shape in shapes.items():
+            if name not in layer:
+                raise ValueError(f"layer {i}: missing {name!r}")
+            a = np.asarray(layer[name], dtype=float)
+            if a.shape != shape:
+                raise ValueError(f"layer {i}: {name} has shape {list(a.shape)}, expected {list(shape)}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"layer {i}: {name} has non-finite entries")
+            arrays[name] = jnp.asarray(a)
+        out.append(arrays)
+    return out
+
+
+def params_to_lists(params: Params) -> list[dict]:
+    """Plain nested lists (for YAML/JSON)."""
+    return [{k: np.asarray(v).tolist() for k, v in layer.items()} for layer in params]
+
+
+def embed(truth_spec: MLP, truth_params: Params, spec: MLP) -> Params:
+    """Embed a truth network into a (wider) model: extra hidden units get zero weights.
+
+    Requires the same depth, activation, ``d_in`` and ``d_out``, and hidden widths of the
+    truth no larger than the model's. A truth without biases embeds with zero biases; a truth
+    with biases into a model without them is only possible when they are zero.
+    The embedded point computes exactly the truth's function, so it lies in the true set.
+    """
+    if truth_spec.num_layers != spec.num_layers:
+        raise ValueError(f"truth depth {truth_spec.num_layers} != model depth {spec.num_layers}")
+    if truth_spec.d_in != spec.d_in or truth_spec.d_out != spec.d_out:
+        raise ValueError(f"truth widths {list(truth_spec.widths)} must share d_in and d_out with "
+                         f"model widths {list(spec.widths)}")
+    if any(t > m for t, m in zip(truth_spec.widths, spec.widths)):
+        raise ValueError(f"truth widths {list(truth_spec.widths)} exceed model widths "
+                         f"{list(spec.widths)}")
+    if truth_spec.num_layers > 1 and truth_spec.activation != spec.activation:
+        raise ValueError(f"truth activation {truth_spec.activation!r} differs from the model's "
+                         f"{spec.activation!r}: the truth cannot be embedded")
+    out = []
+    for layer, shapes in zip(truth_params, spec.shapes):
+        W = jnp.zeros(shapes["W"]).at[: layer["W"].shape[0], : layer["W"].shape[1]].set(layer["W"])
+        new = {"W": W}
+        if spec.bias:
+            b = jnp.zeros(shapes["b"])
+            if "b" in layer:
+                b = b.at[: layer["b"].shape[0]].set(layer["b"])
+            new["b"] = b
+        elif "b" in layer and bool(jnp.any(layer["b"] != 0)):
+            raise ValueError("truth has non-zero biases but the model has bias: false")
+        out.append(new)
+    return out

@@ -1,0 +1,75 @@
+"""Figures of a posterior sampling run: L_n traces and rank plots, posterior predictive."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
+
+
+def loss_trace(loss: np.ndarray, warmup_loss: np.ndarray | None = None, *, title: str = "",
+               truth_loss: float | None = None):
+    """Per-chain trace of L_n (warmup shaded) and the rank plot across chains."""
+    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    num_chains = loss.shape[0]
+    nw = 0 if warmup_loss is None else warmup_loss.shape[1]
+    for c in range(num_chains):
+        if nw:
+            ax_t.plot(np.arange(nw), warmup_loss[c], lw=0.5, alpha=0.35, color=f"C{c}")
+        ax_t.plot(nw + np.arange(loss.shape[1]), loss[c], lw=0.6, color=f"C{c}", label=f"chain {c}")
+    if nw:
+        ax_t.axvspan(0, nw, color="0.9", zorder=-1, label="warmup")
+        lo, hi = np.percentile(loss, [0.5, 99.5])
+        pad = 0.5 * (hi - lo + 1e-12)
+        ax_t.set_ylim(lo - pad, hi + pad)
+    if truth_loss is not None:
+        ax_t.axhline(truth_loss, color="k", ls="--", lw=1, label=r"$L_n(w_0)$")
+    ax_t.set_xlabel("iteration")
+    ax_t.set_ylabel(r"$L_n(w)$")
+    ax_t.set_title(title or r"trace of $L_n$")
+    if num_chains <= 8:
+        ax_t.legend(fontsize=7, ncol=2, loc="upper right")
+    ranks = stats.rankdata(loss.ravel()).reshape(loss.shape)
+    bins = np.linspace(0, ranks.size, 21)
+    for c in range(num_chains):
+        hist, _ = np.histogram(ranks[c], bins=bins)
+        ax_r.step(bins[:-1], hist + 0 * c, where="post", color=f"C{c}", lw=1)
+    ax_r.axhline(loss.shape[1] / 20, color="k", ls=":", lw=1, label="uniform")
+    ax_r.set_xlabel(r"rank of $L_n$ (all chains)")
+    ax_r.set_ylabel("count per chain")
+    ax_r.set_title("rank plot (flat = mixed)")
+    ax_r.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def posterior_predictive(x: np.ndarray, y: np.ndarray, predictions: np.ndarray, *,
+                         truth: np.ndarray | None = None, title: str = ""):
+    """Observed y against the posterior mean prediction with a 90% band of f(x, w).
+
+    ``predictions`` has shape (draws, n_points, d_out) at the data inputs.
+    For 1-D inputs, y is plotted against x; otherwise against the mean prediction.
+    """
+    mean = predictions.mean(axis=0)[..., 0]
+    lo, hi = np.percentile(predictions[..., 0], [5, 95], axis=0)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if x.shape[1] == 1:
+        order = np.argsort(x[:, 0])
+        ax.scatter(x[:, 0], y[:, 0], s=4, alpha=0.3, color="0.4", label="data")
+        ax.plot(x[order, 0], mean[order], color="C0", label="posterior mean f(x, w)")
+        ax.fill_between(x[order, 0], lo[order], hi[order], color="C0", alpha=0.25, label="90% band of f")
+        if truth is not None:
+            ax.plot(x[order, 0], truth[order, 0], "k--", lw=1, label="truth f(x, w0)")
+        ax.set_xlabel("x")
+    else:
+        order = np.argsort(mean)
+        ax.scatter(mean, y[:, 0], s=4, alpha=0.3, color="0.4", label="data")
+        ax.fill_between(mean[order], lo[order], hi[order], color="C0", alpha=0.3, label="90% band of f")
+        ax.plot(mean[order], mean[order], color="C0", lw=1, label="y = posterior mean")
+        if truth is not None:
+            ax.scatter(mean, truth[:, 0], s=3, color="k", label="truth f(x, w0)")
+        ax.set_xlabel("posterior mean prediction E[f(x, w)]")
+    ax.set_ylabel("y (first output)")
+    ax.set_title(title or "posterior predictive")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

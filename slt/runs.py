@@ -1,0 +1,309 @@
+"""Run directories, atomic writes, and the one-way pipeline config -> data -> stages -> files.
+
+A run directory holds ``config.yaml`` (resolved), the stages' files and figures, and
+``summary.json``, written *last* and atomically: a directory without ``summary.json`` is an
+incomplete run, never mistaken for a finished one. Every file is written to a temporary
+name in the same directory and renamed into place. Directories are reserved with an atomic
+``mkdir``: two processes never share one (the second gets ``<name>-2``, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import yaml
+
+from slt import config as config_mod
+from slt.config import Config, ConfigError
+
+SUMMARY = "summary.json"
+
+
+# ----------------------------------------------------------------------------- context
+@dataclasses.dataclass
+class Context:
+    """What every stage receives: the validated config, the problem, the truth, the keys."""
+
+    config: Config
+    problem: Any                      # slt.posterior.Problem
+    truth_spec: Any = None            # slt.models.MLP of the truth network (or None)
+    truth_params: Any = None          # its parameters (list of layers)
+    truth_w: Any = None               # the truth embedded in the model's flat parameters, or None
+    truth_loss: float | None = None   # L_n(w0), computed from the truth network's predictions
+    root_key: Any = None
+    warnings: list = dataclasses.field(default_factory=list)
+
+    def key(self, name: str):
+        """A named, reproducible subkey: ``fold_in(root, crc32(name))``."""
+        import jax
+
+        return jax.random.fold_in(self.root_key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+class StageOutput(NamedTuple):
+    """A stage's results: summary sections, figures, and files to write (name -> writer)."""
+
+    summary: dict
+    figures: dict = {}
+    files: dict = {}                  # filename -> callable(path) writing that file
+    timing: dict = {}
+
+
+def set_precision(precision: str) -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", precision == "float64")
+
+
+def build_context(cfg: Config) -> Context:
+    """Make the data (or load it) and the posterior problem for a validated config."""
+    import jax
+    import jax.numpy as jnp
+
+    from slt import data as data_mod
+    from slt import models
+    from slt.posterior import Problem
+
+    set_precision(cfg.precision)
+    root = jax.random.key(cfg.seed)
+    m = cfg.model
+    spec = models.make_mlp(m.widths, m.activation, m.bias)
+    ctx = Context(config=cfg, problem=None, root_key=root)
+    if cfg.truth is not None:
+        t = cfg.truth
+        tspec = models.make_mlp(t.widths or m.widths, t.activation or m.activation,
+                                m.bias if t.bias is None else t.bias)
+        if t.params is not None:
+            tparams = models.params_from_lists(tspec, t.params)
+        else:
+            tparams = models.init(jax.random.key(t.random.seed), tspec, t.random.std)
+        ctx.truth_spec, ctx.truth_params = tspec, tparams
+        try:
+            ctx.truth_w = models.flatten(models.embed(tspec, tparams, spec))
+        except ValueError:
+            ctx.truth_w = None
+    data_key = jax.random.key(cfg.data.seed) if cfg.data.seed is not None else ctx.key("data")
+    if cfg.data.file is not None:
+        try:
+            dataset = data_mod.load(Path(cfg.base_dir) / cfg.data.file, spec.d_in, spec.d_out, cfg.data.n)
+        except data_mod.DataFileError as exc:
+            raise ConfigError("data.file", str(exc)) from None
+    else:
+        x = cfg.data.x
+        noise = m.noise_std if cfg.data.noise_std is None else cfg.data.noise_std
+        dataset = data_mod.synthesize(data_key, ctx.truth_spec, ctx.truth_params, cfg.data.n, noise,
+                                      dist=x.dist, low=x.low, high=x.high, std=x.std)
+    ctx.problem = Problem.make(spec, dataset, m.noise_std, m.prior_std)
+    if ctx.truth_spec is not None:
+        pred = models.apply(ctx.truth_spec, ctx.truth_params, ctx.problem.x)
+        resid = ctx.problem.y - pred
+        s2 = m.noise_std ** 2
+        ctx.truth_loss = float(0.5 * spec.d_out * math.log(2 * math.pi * s2)
+                               + 0.5 * jnp.mean(jnp.sum(resid ** 2, -1)) / s2)
+    return ctx
+
+
+# ----------------------------------------------------------------------------- disk
+def atomic_write(path: Path, writer: Callable[[Path], None] | str | bytes) -> None:
+    """Write ``path`` via a temporary file in the same directory and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        if isinstance(writer, str):
+            tmp.write_text(writer)
+        elif isinstance(writer, bytes):
+            tmp.write_bytes(writer)
+        else:
+            writer(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def reserve_dir(parent: Path, name: str) -> Path:
+    """Atomically create a fresh run directory ``parent/name`` (or ``name-2``, ``name-3``...)."""
+    parent = Path(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create output directory {str(parent)!r}: {exc.strerror}") from None
+    for i in range(1, 10000):
+        candidate = parent / (name if i == 1 else f"{name}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"cannot create run directory {str(candidate)!r}: {exc.strerror}") from None
+    raise RunError(f"too many runs named {name!r} in {str(parent)!r}")
+
+
+class RunError(RuntimeError):
+    """A problem with the output location (exit status 2, one line)."""
+
+
+def is_complete(run_dir: Path) -> bool:
+    """A run is complete iff its summary.json parses and says so."""
+    try:
+        summary = json.loads((Path(run_dir) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("complete") is True
+
+
+def to_jsonable(obj):
+    """numpy/jax scalars and arrays to JSON; NaN/inf become null (never a silent number)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return to_jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (bool, int, str)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("slt", "jax", "jaxlib", "numpyro", "arviz", "optax", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def platform_info() -> dict:
+    import jax
+
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "system": platform.system(), "jax_backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "x64": bool(jax.config.jax_enable_x64)}
+
+
+# ----------------------------------------------------------------------------- pipeline
+STAGE_MODULES = {
+    "sample": "slt.stages.sampling",
+    "free_energy": "slt.stages.free_energy",
+    "llc": "slt.stages.llc",
+    "fisher": "slt.stages.fisher",
+}
+
+
+def default_stages(cfg: Config) -> list[str]:
+    """``slt run``: posterior sampling, then every analysis section present in the config."""
+    stages = ["sample"]
+    if cfg.free_energy is not None or cfg.lambda_ is not None:
+        stages.append("free_energy")
+    for name in ("llc", "fisher"):
+        if getattr(cfg, name) is not None:
+            stages.append(name)
+    return stages
+
+
+def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | None = None,
+            exact_dir: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """Run the stages of a validated config and write a complete run directory.
+
+    ``out_dir`` is the parent of the run directory (default ``cfg.output.dir``); with
+    ``exact_dir`` it is the run directory itself (used by sweeps, which own their points).
+    Returns the run directory.
+    """
+    log = log or (lambda s: None)
+    t0 = time.perf_counter()
+    stages = stages or default_stages(cfg)
+    ctx = build_context(cfg)                  # may raise ConfigError (e.g. data file) before any dir
+    modules = {s: importlib.import_module(STAGE_MODULES[s]) for s in stages}
+    if exact_dir:
+        run_dir = Path(out_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot create run directory {str(run_dir)!r}: {exc.strerror}") from None
+        stale = run_dir / SUMMARY
+        if stale.exists() and not is_complete(run_dir):
+            stale.unlink()
+    else:
+        parent = Path(out_dir) if out_dir is not None else Path(cfg.output.dir)
+        run_dir = reserve_dir(parent, cfg.name)
+    _check_writable(run_dir)
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(config_mod.to_dict(cfg), sort_keys=False))
+
+    summary: dict = {
+        "complete": False, "name": cfg.name, "n": ctx.problem.n, "d": ctx.problem.d, "seed": cfg.seed,
+        "beta": None, "stages": stages,
+        "loss": {"L_n_truth": ctx.truth_loss, "E_L_n": None, "E_nL_n": None,
+                 "nL_n_truth": None if ctx.truth_loss is None else ctx.problem.n * ctx.truth_loss},
+        "diagnostics": {"warnings": ctx.warnings},
+        "timing": {},
+    }
+    for name, module in modules.items():
+        log(f"[{cfg.name}] {name} ...")
+        ts = time.perf_counter()
+        out: StageOutput = module.run(ctx)
+        _merge(summary, out.summary)
+        summary["timing"][f"{name}_s"] = time.perf_counter() - ts
+        summary["timing"].update(out.timing)
+        for fname, writer in out.files.items():
+            atomic_write(run_dir / fname, writer)
+        if cfg.output.figures:
+            for fname, fig in out.figures.items():
+                _save_figure(run_dir / f"{fname}.png", fig)
+    summary["diagnostics"]["warnings"] = list(dict.fromkeys(ctx.warnings))
+    summary["timing"]["total_s"] = time.perf_counter() - t0
+    summary["versions"] = versions()
+    summary["platform"] = platform_info()
+    summary["config"] = config_mod.to_dict(cfg)
+    summary["complete"] = True
+    atomic_write(run_dir / SUMMARY, json.dumps(to_jsonable(summary), indent=2, allow_nan=False))
+    return run_dir
+
+
+def _merge(into: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def _save_figure(path: Path, fig) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png", bbox_inches="tight"))
+    plt.close(fig)
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".probe.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise RunError(f"run directory {str(run_dir)!r} is not writable: {exc.strerror}") from None

@@ -1,0 +1,118 @@
+"""Stage ``sample``: NUTS/HMC on the tempered posterior, ArviZ diagnostics, figures."""
+from __future__ import annotations
+
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from slt import diagnostics, samplers
+from slt.plots import sampling as plots
+from slt.posterior import resolve_beta
+from slt.runs import Context, StageOutput
+
+
+def initial_positions(ctx: Context, num_chains: int, how: str, name: str = "init") -> jax.Array:
+    """Dispersed prior draws, or the embedded truth (plus 1e-3 jitter) for every chain."""
+    p = ctx.problem
+    if how == "truth":
+        if ctx.truth_w is None:
+            raise ValueError("sampler.init: truth needs a truth that embeds into the model")
+        jitter = 1e-3 * jax.random.normal(ctx.key(name), (num_chains, p.d))
+        return ctx.truth_w[None, :] + jitter
+    return samplers.prior_draws(ctx.key(name), num_chains, p.d, p.prior_std)
+
+
+def fixed_inputs(ctx: Context, k: int) -> jax.Array:
+    """The first k data inputs: where the network's output is tracked as an invariant."""
+    return ctx.problem.x[: min(k, ctx.problem.n)]
+
+
+def run(ctx: Context) -> StageOutput:
+    cfg, p = ctx.config.sampler, ctx.problem
+    beta = resolve_beta(cfg.beta, p.n)
+    init = initial_positions(ctx, cfg.num_chains, cfg.init)
+    t0 = time.perf_counter()
+    res = samplers.sample(ctx.key("sample"), p, init, beta, method=cfg.method,
+                          num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
+                          step_size=cfg.step_size, num_steps=cfg.num_steps,
+                          max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
+                          target_accept=cfg.target_accept, thinning=cfg.thinning,
+                          desc=f"{ctx.config.name}: {cfg.method}")
+    sampling_s = time.perf_counter() - t0
+    xf = fixed_inputs(ctx, cfg.num_predict_inputs)
+    outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
+    finite = np.isfinite(res.loss).all() and np.isfinite(res.positions).all()
+    if finite:
+        diag = diagnostics.summarize(res.loss, outputs, res.positions, res.diverging)
+    else:
+        diag = None
+        bad = int((~np.isfinite(res.loss)).sum())
+        ctx.warn(f"sample: {bad} draws have a non-finite L_n (NaN/inf in the data or the log density); "
+                 "posterior estimates withheld")
+    num_div = int(res.diverging.sum())
+    if num_div:
+        ctx.warn(f"sample: {num_div} divergent transitions "
+                 f"({100 * num_div / res.diverging.size:.1f}% of draws); estimates may be biased")
+    if diag is not None and diag.rhat_max_invariant > 1.05:
+        ctx.warn(f"sample: R-hat of invariant quantities is {diag.rhat_max_invariant:.3f} > 1.05: "
+                 "chains disagree (stuck in different phases?); run longer or check the trace plot")
+    E_L = float(res.loss.mean()) if finite else None
+    summary = {
+        "beta": beta,
+        "loss": {"E_L_n": E_L, "E_nL_n": None if E_L is None else p.n * E_L,
+                 "E_L_n_mcse": diagnostics.mcse_mean(res.loss) if finite else None},
+        "diagnostics": {
+            "sampler": cfg.method, "num_chains": cfg.num_chains, "num_samples": cfg.num_samples,
+            "num_warmup": cfg.num_warmup, "divergences": num_div,
+            "rhat_max_invariant": None if diag is None else diag.rhat_max_invariant,
+            "ess_bulk_min_invariant": None if diag is None else diag.ess_bulk_min_invariant,
+            "rhat_loss": None if diag is None else diag.rhat_loss,
+            "ess_bulk_loss": None if diag is None else diag.ess_bulk_loss,
+            "rhat_max_raw": None if diag is None else diag.rhat_max_raw,
+            "ess_bulk_min_raw": None if diag is None else diag.ess_bulk_min_raw,
+            "mean_accept_prob": float(np.mean(res.accept_prob)),
+            "mean_num_steps": float(np.mean(res.num_steps)),
+            "step_size": [float(s) for s in res.step_size],
+        },
+    }
+    figures = {}
+    if ctx.config.output.figures and finite:
+        title = f"{ctx.config.name}: n={p.n}, beta={beta:.4g}"
+        figures["trace_loss"] = plots.loss_trace(res.loss, res.warmup_loss, title=title,
+                                                 truth_loss=ctx.truth_loss)
+        draws = res.positions.reshape(-1, p.d)
+        idx = np.linspace(0, len(draws) - 1, min(200, len(draws))).astype(int)
+        preds = np.asarray(jax.vmap(lambda w: p.predict(w))(jnp.asarray(draws[idx])))
+        truth_pred = None
+        if ctx.truth_spec is not None:
+            from slt import models
+            truth_pred = np.asarray(models.apply(ctx.truth_spec, ctx.truth_params, p.x))
+        figures["posterior_predictive"] = plots.posterior_predictive(
+            np.asarray(p.x), np.asarray(p.y), preds, truth=truth_pred, title=title)
+    idata = to_inference_data(res, outputs, np.asarray(xf), p, beta)
+    return StageOutput(summary=summary, figures=figures,
+                       files={"posterior.nc": lambda path: idata.to_netcdf(str(path))},
+                       timing={"sampling_s": sampling_s})
+
+
+def to_inference_data(res: samplers.SampleResult, outputs: np.ndarray, x_fixed: np.ndarray,
+                      problem, beta: float):
+    """ArviZ InferenceData: posterior (w, L_n, f at fixed inputs), sample_stats, observed data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
+    d_out = outputs.shape[-1]
+    return az.from_dict(
+        posterior={"w": res.positions, "L_n": res.loss, "f_fixed": outputs},
+        sample_stats={"diverging": res.diverging, "acceptance_rate": res.accept_prob,
+                      "n_steps": res.num_steps,
+                      "lp": -problem.n * beta * res.loss},
+        observed_data={"x": np.asarray(problem.x), "y": np.asarray(problem.y)},
+        constant_data={"x_fixed": x_fixed, "beta": np.asarray(beta)},
+        coords={"param": np.arange(res.positions.shape[-1]), "fixed_input": np.arange(len(x_fixed)),
+                "output": np.arange(d_out)},
+        dims={"w": ["param"], "f_fixed": ["fixed_input", "output"]},
+    )
