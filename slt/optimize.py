@@ -1,0 +1,85 @@
+"""Finding a point w*: minimise L_n with optax, or resolve ``at: truth | trained | params``."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from slt import models
+from slt.posterior import Problem
+
+
+class TrainResult(NamedTuple):
+    w: jax.Array            # (d,) final flat parameters
+    loss: float             # L_n(w)
+    grad_norm: float        # ||grad L_n(w)||
+    loss_trace: jax.Array   # (steps,) L_n along the optimisation
+
+
+def train(key: jax.Array, problem: Problem, steps: int = 3000, learning_rate: float = 0.01,
+          init: jax.Array | None = None) -> TrainResult:
+    """Minimise ``L_n`` with Adam from ``init`` (default a N(0, prior_std^2) draw), then polish
+    with L-BFGS so the gradient norm is small enough for the LLC's ``L_n(w*)`` baseline."""
+    w0 = (problem.prior_std * jax.random.normal(key, (problem.d,), problem.x.dtype)
+          if init is None else jnp.asarray(init, problem.x.dtype))
+    return _train(problem, w0, steps, learning_rate)
+
+
+@jax.jit(static_argnames=("steps",))
+def _train(problem: Problem, w0: jax.Array, steps: int, learning_rate) -> TrainResult:
+    adam = optax.adam(learning_rate)
+
+    def adam_step(carry, _):
+        w, state = carry
+        loss, g = jax.value_and_grad(problem.loss)(w)
+        updates, state = adam.update(g, state, w)
+        return (optax.apply_updates(w, updates), state), loss
+
+    (w, _), trace = jax.lax.scan(adam_step, (w0, adam.init(w0)), None, length=steps)
+    lbfgs = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(problem.loss)
+
+    def lbfgs_step(carry, _):
+        w, state = carry
+        value, g = value_and_grad(w, state=state)
+        updates, state = lbfgs.update(g, state, w, value=value, grad=g, value_fn=problem.loss)
+        return (optax.apply_updates(w, updates), state), None
+
+    (w, _), _ = jax.lax.scan(lbfgs_step, (w, lbfgs.init(w)), None, length=200)
+    loss, g = jax.value_and_grad(problem.loss)(w)
+    return TrainResult(w, loss, jnp.linalg.norm(g), trace)
+
+
+def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
+    """The point named by an ``llc``/``fisher`` section: ``at: truth | trained | params``.
+
+    Returns the flat parameters and a dict describing them for summary.json.
+    """
+    p = ctx.problem
+    if section.at == "truth":
+        if ctx.truth_w is None:
+            from slt.config import ConfigError
+
+            raise ConfigError(f"{type(section).__name__.replace('Config', '').lower()}.at",
+                              "the truth does not embed into the model (different depth or wider "
+                              "hidden layers); use at: trained or at: params")
+        w = ctx.truth_w
+        return w, {"w_star": "truth", "L_n_w_star": float(p.loss(w))}
+    if section.at == "params":
+        w = models.flatten(models.params_from_lists(p.spec, section.params)).astype(p.x.dtype)
+        return w, {"w_star": "params", "L_n_w_star": float(p.loss(w))}
+    if section.at == "trained":
+        tc = section.train
+        key = jax.random.key(tc.seed) if tc.seed is not None else ctx.key("train")
+        res = train(key, p, tc.steps, tc.learning_rate)
+        if not bool(jnp.isfinite(res.loss)):
+            ctx.warn("train: the optimiser diverged (non-finite loss); lower train.learning_rate")
+        elif float(res.grad_norm) > 1e-3:
+            ctx.warn(f"train: gradient norm {float(res.grad_norm):.2e} > 1e-3 at the trained point: "
+                     "it may not be a minimum (increase train.steps)")
+        return res.w, {"w_star": "trained", "L_n_w_star": float(res.loss),
+                       "train": {"final_loss": float(res.loss), "grad_norm": float(res.grad_norm),
+                                 "steps": tc.steps, "learning_rate": tc.learning_rate}}
+    raise ValueError(f"unknown point {section.at!r}")
