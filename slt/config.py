@@ -102,9 +102,9 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
     method: str = _field("nuts", choices=("nuts", "hmc"), doc="numpyro kernel")
-    num_chains: int = _field(4, check=at_least(1))
-    num_warmup: int = _field(500, check=non_negative)
-    num_samples: int = _field(1000, check=at_least(1))
+    num_chains: int = _field(4, check=at_least(1), doc="chains (vectorised, sharded over devices)")
+    num_warmup: int = _field(500, check=non_negative, doc="adaptation iterations (discarded)")
+    num_samples: int = _field(1000, check=at_least(1), doc="draws kept per chain")
     beta: Union[float, str] = _field(1.0, doc="inverse temperature: a number > 0 or 'wbic' (1/log n)")
     step_size: Optional[float] = _field(None, check=positive, doc="initial step size (adapted in warmup)")
     num_steps: int = _field(16, check=at_least(1), doc="leapfrog steps per HMC proposal (method: hmc)")
@@ -114,8 +114,6 @@ class SamplerConfig:
     thinning: int = _field(1, check=at_least(1))
     init: str = _field("prior", choices=("prior", "truth"),
                        doc="chain starts: dispersed prior draws, or the truth")
-    chain_method: str = _field("auto", choices=("auto", "vectorized", "parallel", "sequential"),
-                               doc="auto: parallel over devices when there are enough, else vectorized")
     num_predict_inputs: int = _field(4, check=at_least(1),
                                      doc="fixed inputs whose network outputs get R-hat/ESS")
 
@@ -188,10 +186,10 @@ class OutputConfig:
 @dataclasses.dataclass(frozen=True)
 class Config:
     model: ModelConfig
-    name: str = _field("run", check=lambda v: None if v and "/" not in v and v not in (".", "..")
+    name: str = _field("run", doc="run name (default: the config file's stem)", check=lambda v: None if v and "/" not in v and v not in (".", "..")
                        else f"must be a non-empty name without '/', got {v!r}")
-    seed: int = _field(0)
-    precision: str = _field("float32", choices=("float32", "float64"))
+    seed: int = _field(0, doc="root seed: data, inits and every sampler derive from it")
+    precision: str = _field("float32", choices=("float32", "float64"), doc="floating point width")
     truth: Optional[TruthConfig] = _field(None)
     data: DataConfig = _field(factory=DataConfig)
     sampler: SamplerConfig = _field(factory=SamplerConfig)
