@@ -73,3 +73,31 @@ def posterior_predictive(x: np.ndarray, y: np.ndarray, predictions: np.ndarray, 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def predictive_surface(grid: np.ndarray, predictions: np.ndarray, truth: np.ndarray | None,
+                       x: np.ndarray, *, title: str = ""):
+    """For 2-D inputs: truth, posterior mean and posterior sd of f(x, w) over the input plane.
+
+    ``grid`` (g, g, 2); ``predictions`` (draws, g, g) of the first output; ``truth`` (g, g).
+    """
+    mean, sd = predictions.mean(axis=0), predictions.std(axis=0)
+    panels = ([("truth f(x, w0)", truth)] if truth is not None else []) + [
+        ("posterior mean E[f(x, w)]", mean), ("posterior sd of f(x, w)", sd)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
+    vmin = min(np.min(p) for _, p in panels[:-1])
+    vmax = max(np.max(p) for _, p in panels[:-1])
+    extent = (grid[..., 0].min(), grid[..., 0].max(), grid[..., 1].min(), grid[..., 1].max())
+    for ax, (label, values) in zip(axes[0], panels):
+        is_sd = label.startswith("posterior sd")
+        im = ax.imshow(values, origin="lower", extent=extent, aspect="auto", cmap="magma" if is_sd else "viridis",
+                       vmin=None if is_sd else vmin, vmax=None if is_sd else vmax)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+    axes[0, -1].scatter(x[:, 0], x[:, 1], s=1, color="w", alpha=0.3, label="data inputs")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title or "posterior predictive")
+    fig.tight_layout()
+    return fig

@@ -92,10 +92,29 @@ def run(ctx: Context) -> StageOutput:
             truth_pred = np.asarray(models.apply(ctx.truth_spec, ctx.truth_params, p.x))
         figures["posterior_predictive"] = plots.posterior_predictive(
             np.asarray(p.x), np.asarray(p.y), preds, truth=truth_pred, title=title)
+        if p.spec.d_in == 2:
+            figures["predictive_surface"] = _surface(ctx, draws[idx], title)
     idata = to_inference_data(res, outputs, np.asarray(xf), p, beta)
     return StageOutput(summary=summary, figures=figures,
                        files={"posterior.nc": lambda path: idata.to_netcdf(str(path))},
                        timing={"sampling_s": sampling_s})
+
+
+def _surface(ctx: Context, draws: np.ndarray, title: str):
+    """Truth / posterior mean / posterior sd of the first output on a grid over the data's range."""
+    from slt import models
+
+    p = ctx.problem
+    x = np.asarray(p.x)
+    g = 60
+    axes = [np.linspace(x[:, i].min(), x[:, i].max(), g) for i in range(2)]
+    grid = np.stack(np.meshgrid(*axes), axis=-1)
+    flat = jnp.asarray(grid.reshape(-1, 2), p.x.dtype)
+    preds = np.asarray(jax.vmap(lambda w: p.predict(w, flat)[:, 0])(jnp.asarray(draws))).reshape(-1, g, g)
+    truth = None
+    if ctx.truth_spec is not None:
+        truth = np.asarray(models.apply(ctx.truth_spec, ctx.truth_params, flat)[:, 0]).reshape(g, g)
+    return plots.predictive_surface(grid, preds, truth, x, title=title)
 
 
 def to_inference_data(res: samplers.SampleResult, outputs: np.ndarray, x_fixed: np.ndarray,
