@@ -467,3 +467,15 @@ def describe(cls=Config, prefix: str = "") -> list[tuple[str, str, str]]:
             doc = (doc + " " if doc else "") + "one of " + ", ".join(f.metadata["choices"])
         rows.append((key, repr(default) if default != "required" else "required", doc))
     return rows
+
+
+def reference_markdown() -> str:
+    """The README's config reference table (``python -m slt.config``)."""
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, default, doc in describe():
+        lines.append(f"| `{key}` | `{default}` | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())
