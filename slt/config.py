@@ -46,6 +46,11 @@ def non_negative(v):
     return None if v >= 0 else f"must be >= 0, got {v}"
 
 
+def seed_range(v):
+    """Seeds become ``jax.random.key(seed)``, a 64-bit integer."""
+    return None if -2**63 <= v < 2**63 else f"must be a 64-bit integer, got {v}"
+
+
 def _positive_list(v):
     return None if v and all(x >= 1 for x in v) else f"must be a non-empty list of positive integers, got {v}"
 
@@ -65,7 +70,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RandomTruth:
-    seed: int = _field(0, doc="seed of the truth's parameters")
+    seed: int = _field(0, check=seed_range, doc="seed of the truth's parameters")
     std: float = _field(1.0, check=positive, doc="parameters ~ N(0, std^2)")
 
 
@@ -96,7 +101,7 @@ class DataConfig:
     file: Optional[str] = _field(None, doc=".npz (x, y) or .csv; relative to the config file")
     noise_std: Optional[float] = _field(None, check=non_negative,
                                         doc="noise of the synthetic y; default model.noise_std")
-    seed: Optional[int] = _field(None, doc="data seed; default derived from the top-level seed")
+    seed: Optional[int] = _field(None, check=seed_range, doc="data seed; default derived from the top-level seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +147,7 @@ class LambdaConfig:
 class TrainConfig:
     steps: int = _field(3000, check=at_least(1))
     learning_rate: float = _field(0.01, check=positive)
-    seed: Optional[int] = _field(None, doc="init seed; default derived from the top-level seed")
+    seed: Optional[int] = _field(None, check=seed_range, doc="init seed; default derived from the top-level seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +179,8 @@ class FisherConfig:
 class SweepConfig:
     n: list[int] = _field(factory=list, check=lambda v: None if all(x >= 1 for x in v)
                           else f"must be positive integers, got {v}", doc="sample sizes")
-    seeds: Optional[list[int]] = _field(None, doc="default: [seed]")
+    seeds: Optional[list[int]] = _field(None, check=lambda v: next(filter(None, map(seed_range, v)), None),
+                                        doc="default: [seed]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +194,7 @@ class Config:
     model: ModelConfig
     name: str = _field("run", doc="run name (default: the config file's stem)", check=lambda v: None if v and "/" not in v and v not in (".", "..")
                        else f"must be a non-empty name without '/', got {v!r}")
-    seed: int = _field(0, doc="root seed: data, inits and every sampler derive from it")
+    seed: int = _field(0, check=seed_range, doc="root seed: data, inits and every sampler derive from it")
     precision: str = _field("float32", choices=("float32", "float64"), doc="floating point width")
     truth: Optional[TruthConfig] = _field(None)
     data: DataConfig = _field(factory=DataConfig)
