@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
+    # one line, whatever the message quotes (a YAML key may hold a newline or a control character)
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
     print(f"slt: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
