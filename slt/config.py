@@ -167,12 +167,17 @@ class LLCConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FisherConfig:
-    at: str = _field("truth", choices=("truth", "trained", "params", "posterior"))
+    at: str = _field("truth", choices=("truth", "trained", "params", "posterior"),
+                     doc="where: the embedded truth, a trained minimiser, given params, or averaged "
+                         "over posterior draws (sampled with the sampler section)")
     params: Optional[list[dict]] = _field(None, doc="the point (at: params)")
-    rtol: float = _field(1e-6, check=positive, doc="eigenvalues above rtol * largest count as rank")
+    rtol: float = _field(1e-9, check=positive,
+                         doc="rank counts eigenvalues > rtol * largest (float64; see slt.fisher.RTOL)")
     population: bool = _field(False, doc="also the population FIM on fresh inputs")
-    population_n: int = _field(100000, check=at_least(1))
-    train: TrainConfig = _field(factory=TrainConfig)
+    population_n: int = _field(100000, check=at_least(1), doc="fresh inputs for the population FIM")
+    num_draws: int = _field(200, check=at_least(1),
+                            doc="posterior draws (spread over all chains) for at: posterior")
+    train: TrainConfig = _field(factory=TrainConfig, doc="optimiser for at: trained")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""Stage ``fisher``: Fisher information spectrum, rank, nullity and the null directions
+explained, at a point (``at: truth | trained | params``) or over posterior draws
+(``at: posterior``)."""
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from slt import data as data_mod
+from slt import fisher as fisher_mod
+from slt.plots import geometry as plots
+from slt.runs import Context, StageOutput
+
+
+def _population_inputs(ctx: Context, num: int):
+    x = ctx.config.data.x
+    return data_mod.sample_inputs(ctx.key("fisher_population"), num, ctx.problem.spec.d_in,
+                                  dist=x.dist, low=x.low, high=x.high, std=x.std)
+
+
+def _check_gap(ctx: Context, s: fisher_mod.Spectrum, where: str) -> None:
+    if 0 < s.rank < s.eigenvalues.size and s.gap_at_tolerance < fisher_mod.MIN_TRUSTED_GAP:
+        ctx.warn(f"fisher ({where}): the spectral gap at the rank tolerance is only "
+                 f"{s.gap_at_tolerance:.1f}x: the numerical rank {s.rank} is ambiguous "
+                 f"(largest gap {s.largest_gap:.1e} would give rank {s.largest_gap_index})")
+
+
+def run(ctx: Context) -> StageOutput:
+    cfg, p = ctx.config.fisher, ctx.problem
+    spec = p.spec
+    noise = float(p.noise_std)
+    t0 = time.perf_counter()
+    figures, summary = {}, {}
+    if cfg.at == "posterior":
+        summary = _posterior(ctx, figures)
+    else:
+        from slt.optimize import resolve_point
+
+        w, info = resolve_point(ctx, cfg)
+        res = fisher_mod.fisher(spec, w, p.x, noise, cfg.rtol)
+        _check_gap(ctx, res.spectrum, "empirical")
+        summary = {**fisher_mod.summary_dict(res), "at": cfg.at, **info,
+                   "w": np.asarray(w).tolist()}
+        if res.explained is not None and res.explained.total != res.spectrum.nullity:
+            ctx.warn("fisher: the explained null directions do not add up to the nullity")
+        figures["fisher_spectrum"] = plots.fisher_spectrum(
+            res.spectrum.eigenvalues, res.spectrum.tolerance, rank=res.spectrum.rank,
+            gap=res.spectrum.gap_at_tolerance,
+            title=f"Fisher spectrum at {cfg.at} (n={p.n}): rank {res.spectrum.rank} of {p.d}")
+        if cfg.population:
+            xp = _population_inputs(ctx, cfg.population_n)
+            pop = fisher_mod.fisher(spec, w, xp, noise, cfg.rtol)
+            _check_gap(ctx, pop.spectrum, "population")
+            summary["population"] = fisher_mod.summary_dict(pop)
+    return StageOutput(summary={"fisher": summary}, figures=figures,
+                       timing={"fisher_s": time.perf_counter() - t0})
+
+
+def _posterior(ctx: Context, figures: dict) -> dict:
+    """I(w) at posterior draws: per-draw ranks, the averaged matrix, mean explanation."""
+    from slt import samplers
+    from slt.posterior import resolve_beta
+    from slt.stages.sampling import initial_positions
+
+    cfg, sc, p = ctx.config.fisher, ctx.config.sampler, ctx.problem
+    beta = resolve_beta(sc.beta, p.n)
+    init = initial_positions(ctx, sc.num_chains, sc.init, name="fisher_init")
+    res = samplers.sample(ctx.key("fisher_sample"), p, init, beta, method=sc.method,
+                          num_warmup=sc.num_warmup, num_samples=sc.num_samples,
+                          step_size=sc.step_size, num_steps=sc.num_steps,
+                          max_tree_depth=sc.max_tree_depth, dense_mass=sc.dense_mass,
+                          target_accept=sc.target_accept, thinning=sc.thinning,
+                          desc=f"{ctx.config.name}: fisher draws")
+    flat = res.positions.reshape(-1, p.d)
+    idx = np.linspace(0, flat.shape[0] - 1, min(cfg.num_draws, flat.shape[0])).astype(int)
+    draws = flat[idx]
+    if not np.isfinite(draws).all():
+        ctx.warn("fisher: non-finite posterior draws; Fisher estimate withheld")
+        return {"at": "posterior", "rank": None}
+    pf = fisher_mod.posterior_fisher(p.spec, draws, p.x, float(p.noise_std), cfg.rtol)
+    s = pf.mean_spectrum
+    out = {"at": "posterior", "beta": beta, "num_draws": int(draws.shape[0]),
+           "rank": s.rank, "nullity": s.nullity, "d": p.d, "eigenvalues": s.eigenvalues.tolist(),
+           "rtol": s.rtol, "tolerance": s.tolerance, "spectral_gap": s.gap_at_tolerance,
+           "largest_gap": s.largest_gap, "largest_gap_rank": s.largest_gap_index,
+           "per_draw_rank_counts": pf.rank_counts, "per_draw_rank_mean": float(pf.ranks.mean()),
+           "mean_eigenvalues": pf.mean_eigenvalues.tolist(), "explained": pf.explained_mean}
+    figures["fisher_spectrum"] = plots.fisher_spectrum(
+        s.eigenvalues, s.tolerance, rank=s.rank, gap=s.gap_at_tolerance,
+        title=f"E_w[I(w)] over {draws.shape[0]} draws (beta={beta:.3g}); per-draw ranks {pf.rank_counts}")
+    spec = p.spec
+    if spec.num_layers == 2 and spec.d_in == 2 and spec.activation == "relu":
+        from slt import symmetry
+
+        ref = ctx.truth_w
+        wc = symmetry.canonicalise(spec, symmetry.normalise(spec, jax.numpy.asarray(flat)),
+                                   reference=ref)
+        nodes = symmetry.split(spec, wc)
+        tn = None
+        if ref is not None:
+            tnodes = symmetry.split(spec, symmetry.normalise(spec, ref))
+            keep = np.linalg.norm(np.asarray(tnodes.Q), axis=-1) > 0
+            tn = np.asarray(tnodes.W)[keep]
+        truth = "truth " + ("embedded" if ref is not None else "unknown")
+        figures["posterior_nodes"] = plots.node_scatter(
+            [(f"n={p.n}, beta={beta:.3g}", np.asarray(nodes.W), None)], truth_nodes=tn,
+            title=f"{ctx.config.name}: normalised nodes of every draw ({truth})")
+        figures["posterior_node_histograms"] = plots.node_histograms(
+            np.asarray(nodes.W), res.loss, truth_loss=ctx.truth_loss,
+            title=f"{ctx.config.name}: n={p.n}, beta={beta:.3g}")
+    return out
