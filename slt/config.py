@@ -132,7 +132,8 @@ class FreeEnergyConfig:
     num_chains: int = _field(4, check=at_least(1))
     num_warmup: int = _field(400, check=non_negative)
     num_samples: int = _field(800, check=at_least(2))
-    num_steps: int = _field(8, check=at_least(1), doc="leapfrog steps per HMC proposal")
+    num_steps: int = _field(4, check=at_least(1),
+                            doc="leapfrog steps per fixed-length HMC transition (step size adapted per chain)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
 
 

@@ -1,0 +1,133 @@
+"""Stage ``free_energy``: all temperatures of one n in one compiled program, then WBIC, TI,
+stepping stone, the beta-slope lambda, and (linear regression) the exact answers.
+
+Temperatures sampled together (one :func:`slt.tempered.sample_tempered` call):
+the TI grid ``beta_k = (k/(K-1))^p`` (``free_energy.num_betas``, ``grid_power``), the lambda
+window ``(1/log n)(1 ± 1/sqrt(2 log n))`` (``lambda.num_betas``), and ``beta* = 1/log n``.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from slt import diagnostics, free_energy as fe, samplers, tempered
+from slt.config import FreeEnergyConfig, LambdaConfig
+from slt.runs import Context, StageOutput
+
+
+def temperatures(n: int, fcfg: FreeEnergyConfig, lcfg: LambdaConfig):
+    """(all betas sorted, indices of the TI grid, of the lambda window, of beta*)."""
+    grid = fe.ti_grid(fcfg.num_betas, fcfg.grid_power)
+    window = fe.lambda_window(n, lcfg.num_betas, lcfg.half_width)
+    star = 1.0 / math.log(n)
+    allb = np.unique(np.concatenate([grid, window, [star]]))
+
+    def where(values):
+        return np.array([int(np.argmin(np.abs(allb - v))) for v in values])
+
+    return allb, where(grid), where(window), int(where([star])[0])
+
+
+def run(ctx: Context) -> StageOutput:
+    cfg = ctx.config
+    fcfg = cfg.free_energy or FreeEnergyConfig()
+    lcfg = cfg.lambda_ or LambdaConfig()
+    p = ctx.problem
+    n = p.n
+    if n < 3:
+        ctx.warn("free_energy: needs n >= 3 (beta* = 1/log n); estimates withheld")
+        return StageOutput(summary={"free_energy": None, "lambda": None})
+    betas, i_grid, i_win, i_star = temperatures(n, fcfg, lcfg)
+    init = samplers.prior_draws(ctx.key("free_energy/init"), len(betas) * fcfg.num_chains, p.d,
+                                p.prior_std).reshape(len(betas), fcfg.num_chains, p.d)
+    t0 = time.perf_counter()
+    res = tempered.sample_tempered(ctx.key("free_energy"), p, init, betas, num_warmup=fcfg.num_warmup,
+                                   num_samples=fcfg.num_samples, num_steps=fcfg.num_steps,
+                                   target_accept=fcfg.target_accept)
+    sampling_s = time.perf_counter() - t0
+    nL = n * np.asarray(res.loss, np.float64)
+    nL_truth = None if ctx.truth_loss is None else n * ctx.truth_loss
+    m = cfg.model
+    exact_ok = fe.is_linear_regression(m.widths, m.activation, m.bias)
+    x_np, y_np = np.asarray(p.x, np.float64), np.asarray(p.y, np.float64)
+    exact = fe.linear_gaussian_free_energy(x_np, y_np, m.noise_std, m.prior_std) if exact_ok else None
+    exact_E = fe.linear_gaussian_E_nL_n(x_np, y_np, betas, m.noise_std, m.prior_std) if exact_ok else None
+
+    if not np.isfinite(nL).all():
+        bad = int((~np.isfinite(nL)).sum())
+        ctx.warn(f"free_energy: {bad} draws have a non-finite L_n; free energy and lambda withheld")
+        return StageOutput(summary={"free_energy": {"exact": exact, "betas": betas, "E_nL_n": None,
+                                                    "nL_n_truth": nL_truth},
+                                    "lambda": None}, timing={"free_energy_sampling_s": sampling_s})
+    means = fe.beta_means(betas, nL)
+    rhat = diagnostics.rhat(np.transpose(nL, (1, 2, 0))) if fcfg.num_chains >= 2 else np.full(len(betas), np.nan)
+    _diagnose(ctx, res, betas, rhat)
+
+    methods = set(fcfg.methods)
+    ti = fe.thermodynamic_integration(betas[i_grid], means.mean[i_grid], means.mcse[i_grid], fcfg.grid_power)
+    ss = fe.stepping_stone(betas[i_grid], nL[i_grid])
+    wb = fe.wbic(n, nL[i_star])
+    slope = fe.beta_slope(betas[i_win], means.mean[i_win], means.mcse[i_win])
+    exact_slope = (fe.linear_gaussian_beta_slope(x_np, y_np, betas[i_win], m.noise_std, m.prior_std)
+                   if exact_ok else None)
+    if ti.quadrature_error > ti.mc_stderr:
+        ctx.warn(f"free_energy: TI quadrature error {ti.quadrature_error:.3g} exceeds its Monte Carlo error "
+                 f"{ti.mc_stderr:.3g}; raise free_energy.num_betas")
+
+    summary = {
+        "free_energy": {
+            "wbic": wb.wbic if "wbic" in methods else None,
+            "wbic_stderr": wb.stderr if "wbic" in methods else None,
+            "ti": ti.free_energy if "ti" in methods else None,
+            "ti_stderr": ti.stderr if "ti" in methods else None,
+            "ti_mc_stderr": ti.mc_stderr, "ti_quadrature_error": ti.quadrature_error,
+            "stepping_stone": ss.free_energy if "stepping_stone" in methods else None,
+            "stepping_stone_stderr": ss.stderr if "stepping_stone" in methods else None,
+            "exact": exact,
+            "betas": betas, "E_nL_n": means.mean, "E_nL_n_mcse": means.mcse, "E_nL_n_exact": exact_E,
+            "ess": means.ess, "rhat": rhat,
+            "nL_n_truth": nL_truth,
+            "grid": {"ti_betas": "(k/(K-1))^p", "num_betas": fcfg.num_betas, "power": fcfg.grid_power,
+                     "ti_index": i_grid, "lambda_index": i_win, "wbic_index": i_star},
+            "sampler": {"method": "hmc (fixed length, per-chain adapted step size and diagonal mass)",
+                        "num_chains": fcfg.num_chains, "num_warmup": fcfg.num_warmup,
+                        "num_samples": fcfg.num_samples, "num_steps": fcfg.num_steps,
+                        "accept_prob": res.accept_prob.mean(axis=(1, 2)),
+                        "step_size": res.step_size.mean(axis=1),
+                        "divergences": int(res.diverging.sum())},
+        },
+        "lambda": {"beta_slope": slope.slope, "beta_slope_stderr": slope.stderr,
+                   "beta_slope_chi2_dof": slope.chi2_dof, "betas": betas[i_win],
+                   "exact_slope": exact_slope, "d_half": p.d / 2},
+    }
+    figures = {}
+    if cfg.output.figures:
+        from slt.plots import free_energy as plots
+
+        figures["free_energy"] = plots.temperature_curve(
+            betas, means.mean, means.mcse, i_grid=i_grid, i_window=i_win, power=fcfg.grid_power,
+            nL_truth=nL_truth, exact=exact_E, slope=slope, ti=ti, exact_free_energy=exact,
+            title=f"{cfg.name}: n={n}")
+    return StageOutput(summary=summary, figures=figures, timing={"free_energy_sampling_s": sampling_s})
+
+
+def _diagnose(ctx: Context, res, betas, rhat) -> None:
+    div = int(res.diverging.sum())
+    if div:
+        ctx.warn(f"free_energy: {div} divergent HMC transitions ({100 * div / res.diverging.size:.2f}% of draws)")
+    acc = res.accept_prob.mean(axis=(1, 2))
+    low = betas[acc < 0.5]
+    if len(low):
+        ctx.warn(f"free_energy: mean acceptance < 0.5 at beta = {_fmt(low)}; step-size adaptation struggled")
+    bad = betas[np.nan_to_num(rhat, nan=1.0) > 1.05]
+    if len(bad):
+        ctx.warn(f"free_energy: R-hat of n L_n > 1.05 at beta = {_fmt(bad)}: chains disagree "
+                 "(several posterior phases?); E^beta[n L_n] there may be off by more than its MCSE")
+
+
+def _fmt(values) -> str:
+    values = list(values)
+    s = ", ".join(f"{v:.3g}" for v in values[:6])
+    return s + (f" (+{len(values) - 6} more)" if len(values) > 6 else "")
