@@ -55,16 +55,32 @@ def progress_enabled(flag: bool | None = None) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def _kernel(method: str, num_warmup: int, num_steps: int | None, max_tree_depth: int,
+            dense_mass: bool, target_accept: float):
+    """One numpyro ``(init_kernel, sample_kernel)`` pair per kernel configuration.
+
+    numpyro's ``sample_kernel`` reads settings (tree depth, warmup length, adaptation) that
+    ``init_kernel`` stores in their shared closure, so every advance program (any chunk
+    length, any thinning) must come from the pair whose ``init_kernel`` ran first; a fresh
+    pair per chunk length failed (thinning > 1) or silently sampled without adaptation
+    (warmup not a multiple of the chunk)."""
+    return hmc(potential_fn_gen=_potential_fn_gen, algo="NUTS" if method == "nuts" else "HMC")
+
+
+@functools.lru_cache(maxsize=None)
 def _compiled(method: str, num_warmup: int, chunk: int, thinning: int, num_steps: int | None,
               max_tree_depth: int, dense_mass: bool, target_accept: float, num_devices: int,
               batched_beta: bool):
     """Build (init, advance) jitted functions for one static configuration."""
-    init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_fn_gen,
-                                     algo="NUTS" if method == "nuts" else "HMC")
+    init_kernel, sample_kernel = _kernel(method, num_warmup, num_steps, max_tree_depth, dense_mass,
+                                         target_accept)
 
     def init_one(key, w0, step_size, problem, beta):
+        # HMC with a fixed number of leapfrog steps: no fixed trajectory length (numpyro's
+        # default 2 pi would override the step size with 2 pi / num_steps)
         return init_kernel(w0, num_warmup, step_size=step_size, dense_mass=dense_mass,
                            target_accept_prob=target_accept, num_steps=num_steps,
+                           trajectory_length=None if num_steps is not None else 2 * math.pi,
                            max_tree_depth=max_tree_depth, model_args=(problem, beta),
                            rng_key=key)
 

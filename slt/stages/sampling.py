@@ -59,6 +59,15 @@ def run(ctx: Context) -> StageOutput:
     if diag is not None and diag.rhat_max_invariant > 1.05:
         ctx.warn(f"sample: R-hat of invariant quantities is {diag.rhat_max_invariant:.3f} > 1.05: "
                  "chains disagree (stuck in different phases?); run longer or check the trace plot")
+    # a chain that never moved (every proposal rejected or divergent, e.g. an exploding step size)
+    # gives a mean that is just its starting point: withhold rather than report it
+    pos = np.asarray(res.positions)
+    stuck = ([int(c) for c in np.flatnonzero(np.all(pos == pos[:, :1], axis=(1, 2)))]
+             if pos.ndim == 3 and pos.shape[1] > 1 else [])
+    if finite and stuck:
+        ctx.warn(f"sample: chain(s) {stuck} never moved (every transition rejected or divergent; "
+                 "step size too large?); posterior estimates withheld")
+        finite = False
     E_L = float(res.loss.mean()) if finite else None
     summary = {
         "beta": beta,
