@@ -61,9 +61,8 @@ def _kernel(method: str, num_warmup: int, num_steps: int | None, max_tree_depth:
 
     numpyro's ``sample_kernel`` reads settings (tree depth, warmup length, adaptation) that
     ``init_kernel`` stores in their shared closure, so every advance program (any chunk
-    length, any thinning) must come from the pair whose ``init_kernel`` ran first; a fresh
-    pair per chunk length failed (thinning > 1) or silently sampled without adaptation
-    (warmup not a multiple of the chunk)."""
+    length, any thinning) must come from the pair whose ``init_kernel`` ran first (a fresh
+    pair per chunk length and thinning failed with ``sampler.thinning > 1``)."""
     return hmc(potential_fn_gen=_potential_fn_gen, algo="NUTS" if method == "nuts" else "HMC")
 
 
