@@ -182,6 +182,28 @@ class FisherConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PhaseConfig:
+    """The phase-transition experiment (experiments/phase_transition.py): two-node truths
+    w1 = (cos t, sin t), w2 = (-cos t, sin t), b = bias, q = q, c = 0 over a grid of t."""
+
+    t: list[float] = _field(factory=lambda: [1.0, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4, 1.5],
+                            doc="angles t of the true nodes (radians)")
+    n: list[int] = _field(factory=lambda: [1000, 3000, 10000, 20000], check=_positive_list,
+                          doc="sample sizes of the n-sweep at t_for_n")
+    t_for_n: float = _field(1.15, doc="t of the n-sweep")
+    pictures: list[float] = _field(factory=lambda: [1.0, 1.2, 1.3, 1.5],
+                                   doc="t values (from the grid) drawn as posterior pictures")
+    bias: float = _field(-0.3, doc="b of both true nodes")
+    q: float = _field(1.0, doc="output weight of both true nodes")
+    rms_tol: float = _field(0.02, check=positive, doc="phase labels: a node counts when the RMS "
+                            "of its non-affine part exceeds this (units of y)")
+    targeted_starts: float = _field(0.5, check=lambda v: None if 0 <= v <= 1 else
+                                    f"must be in [0, 1], got {v}",
+                                    doc="fraction of chains started near the true set (half) and "
+                                        "the degenerate minimum (half); the rest from the prior")
+
+
+@dataclasses.dataclass(frozen=True)
 class SweepConfig:
     n: list[int] = _field(factory=list, check=lambda v: None if all(x >= 1 for x in v)
                           else f"must be positive integers, got {v}", doc="sample sizes")
@@ -210,6 +232,7 @@ class Config:
     llc: Optional[LLCConfig] = _field(None)
     fisher: Optional[FisherConfig] = _field(None)
     sweep: Optional[SweepConfig] = _field(None)
+    phase: Optional[PhaseConfig] = _field(None)
     output: OutputConfig = _field(factory=OutputConfig)
     base_dir: str = _field(".", doc="(internal) directory of the config file")
 
