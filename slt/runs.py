@@ -118,12 +118,16 @@ def build_context(cfg: Config) -> Context:
 
 # ----------------------------------------------------------------------------- disk
 def atomic_write(path: Path, writer: Callable[[Path], None] | str | bytes) -> None:
-    """Write ``path`` via a temporary file in the same directory and an atomic rename."""
+    """Write ``path`` via a temporary file in the same directory and an atomic rename.
+
+    A failed write (disk full, file too large, directory gone) raises :class:`RunError`
+    naming the file; the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp)
         if isinstance(writer, str):
             tmp.write_text(writer)
         elif isinstance(writer, bytes):
@@ -134,9 +138,27 @@ def atomic_write(path: Path, writer: Callable[[Path], None] | str | bytes) -> No
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise RunError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
+
+
+def inference_data_bytes(idata) -> bytes:
+    """An ArviZ InferenceData as netCDF4 bytes (what ``idata.to_netcdf`` writes, groups
+    zlib-compressed), serialised in memory: HDF5 crashes the process (SIGSEGV) when a write
+    fails half-way (disk full), so the file itself is written by :func:`atomic_write`."""
+    import io
+
+    buf, mode = io.BytesIO(), "w"
+    for group in idata.groups():
+        data = getattr(idata, group)
+        encoding = {name: {"zlib": True} for name, v in data.variables.items()
+                    if np.issubdtype(v.dtype, np.number) or v.dtype == bool}
+        data.to_netcdf(buf, mode=mode, group=group, engine="h5netcdf", encoding=encoding)
+        mode = "a"
+    return buf.getvalue()
 
 
 def reserve_dir(parent: Path, name: str) -> Path:

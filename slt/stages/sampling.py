@@ -11,7 +11,7 @@ import numpy as np
 from slt import diagnostics, samplers
 from slt.plots import sampling as plots
 from slt.posterior import resolve_beta
-from slt.runs import Context, StageOutput
+from slt.runs import Context, StageOutput, inference_data_bytes
 
 
 def initial_positions(ctx: Context, num_chains: int, how: str, name: str = "init") -> jax.Array:
@@ -105,7 +105,7 @@ def run(ctx: Context) -> StageOutput:
             figures["predictive_surface"] = _surface(ctx, draws[idx], title)
     idata = to_inference_data(res, outputs, np.asarray(xf), p, beta)
     return StageOutput(summary=summary, figures=figures,
-                       files={"posterior.nc": lambda path: idata.to_netcdf(str(path))},
+                       files={"posterior.nc": inference_data_bytes(idata)},
                        timing={"sampling_s": sampling_s})
 
 

@@ -1,0 +1,138 @@
+"""Concurrency and disk: concurrent runs on one output directory never share a run directory,
+and a write failure gives a clear one-line error (exit 2) and leaves earlier results intact.
+
+Tests run as root, so ``chmod`` cannot make a directory read-only. Portable substitutes:
+an output path whose parent is a regular file (ENOTDIR), a path under ``/proc`` (the kernel
+refuses), and ``RLIMIT_FSIZE`` in a child process, which makes any write past the limit fail
+with EFBIG exactly like a full disk, for root too.
+"""
+from __future__ import annotations
+
+import hashlib
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from robust_util import (COUNTS, complete_points, load_summary, numbers, popen, run_cli, subprocess_env,
+                         tiny, write_config)
+
+
+def tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns,
+                                       p.stat().st_ino)
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory):
+    """A completed run in ``out/`` whose files must survive every failure below."""
+    tmp = tmp_path_factory.mktemp("disk")
+    cfg = write_config(tmp, tiny())
+    res = run_cli(["run", cfg, "--out", tmp / "out", "--quiet"])
+    assert res.rc == 0, res
+    return tmp, cfg, Path(res.stdout.strip())
+
+
+def _one_line_exit_2(res, *words):
+    assert res.rc == 2, res
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slt: error: "), res
+    assert "Traceback" not in res.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.mark.parametrize("where", ["under a file", "under /proc"])
+def test_unwritable_output_directory(earlier, where):
+    tmp, cfg, run_dir = earlier
+    before = tree_digest(tmp / "out")
+    if where == "under a file":
+        blocker = tmp / "not-a-dir"
+        blocker.write_text("a regular file")
+        out = blocker / "runs"
+    else:
+        out = Path("/proc/self/slt-runs")
+    res = run_cli(["run", cfg, "--out", out, "--quiet"])
+    _one_line_exit_2(res, str(out))
+    assert tree_digest(tmp / "out") == before
+    COUNTS["write-failure cases"] += 1
+
+
+def _fsize_limit(limit):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # EFBIG instead of a core-dumping signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("limit,victim", [(400, "config.yaml"), (8192, "posterior.nc")])
+def test_disk_full_mid_run(earlier, limit, victim):
+    """Every file larger than ``limit`` bytes fails to write (EFBIG, as on a full disk): at
+    400 B the first file (config.yaml) fails, at 8 KB posterior.nc (~100 KB) fails after
+    sampling. The run exits 2 with one line naming the file; its directory is never
+    readable as complete; the earlier run is byte-for-byte intact (same content, mtime,
+    inode) and no temporary file is left behind."""
+    tmp, cfg, run_dir = earlier
+    before = tree_digest(tmp / "out")
+    p = popen(["run", cfg, "--out", tmp / "out", "--quiet", "--no-cache"], preexec_fn=_fsize_limit(limit))
+    out, err = p.communicate(timeout=300)
+
+    class R:
+        rc, stdout, stderr = p.returncode, out, err
+    _one_line_exit_2(R, "cannot write", victim)
+    after = tree_digest(tmp / "out")
+    assert {k: v for k, v in after.items() if k in before} == before, "earlier results changed"
+    new_dirs = {Path(k).parts[0] for k in after} - {Path(k).parts[0] for k in before}
+    for d in new_dirs:
+        assert not (tmp / "out" / d / "summary.json").exists()
+    assert complete_points(tmp / "out") == [run_dir]
+    leftovers = [k for k in after if k.endswith(".tmp") or "/.probe." in k]
+    assert not leftovers, leftovers
+    COUNTS["write-failure cases"] += 1
+
+
+def test_concurrent_runs_get_separate_directories(tmp_path):
+    """Two real `slt run` processes, same config and same --out, started together: two run
+    directories, both complete, neither clobbered, and (same seed) identical numbers."""
+    cfg = write_config(tmp_path, tiny())
+    procs = [popen(["run", cfg, "--out", tmp_path / "out", "--quiet"]) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    dirs = [Path(out.strip()) for out, _ in results]
+    assert len(set(dirs)) == 2 and sorted(d.name for d in dirs) == ["tiny", "tiny-2"], dirs
+    assert complete_points(tmp_path / "out") == sorted(dirs)
+    a, b = (load_summary(d) for d in dirs)
+    assert numbers(a) == numbers(b)
+    COUNTS["reproducibility checks"] += 1
+    COUNTS["concurrency cases"] += 1
+
+
+RESERVE = textwrap.dedent("""
+    import sys, time
+    from slt.runs import reserve_dir
+    start = float(sys.argv[2])
+    while time.time() < start:
+        pass
+    for _ in range(25):
+        print(reserve_dir(sys.argv[1], "run").name, flush=True)
+""")
+
+
+def test_reserve_dir_race(tmp_path):
+    """4 processes x 25 reservations of the same name at the same instant: 100 distinct dirs."""
+    import time
+
+    start = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", RESERVE, str(tmp_path / "out"), start],
+                              stdout=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(4)]
+    names = [line for p in procs for line in p.communicate(timeout=60)[0].split()]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(names) == 100 and len(set(names)) == 100
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+    COUNTS["concurrency cases"] += 1
