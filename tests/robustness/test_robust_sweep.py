@@ -1,0 +1,199 @@
+"""Sweeps: SIGKILL at several points and resume, reproducibility local vs Ray, and a 50-point load
+test with bounded memory.
+
+Contract tested (``slt sweep CONFIG --out DIR [--backend ray]``): one run directory per point,
+``sweep.json``/``sweep.csv`` written last; a point is complete iff its ``summary.json`` says
+``"complete": true``; a restart skips complete points and redoes the rest.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from robust_util import (COUNTS, REPORT, has_sweep, numbers, popen, run_cli, slt_cmd, subprocess_env,
+                         summaries, tiny, wait_for, write_config)
+
+pytestmark = pytest.mark.skipif(not has_sweep(), reason="slt/sweep.py not written yet")
+
+FE = {"num_betas": 2, "num_chains": 2, "num_warmup": 20, "num_samples": 20}
+SEEDS = [0, 1, 2, 3, 4, 5]
+
+
+def sweep_config(**sweep):
+    return tiny(free_energy=FE, sweep=sweep or {"n": [40], "seeds": SEEDS})
+
+
+def sweep_files(root: Path) -> tuple[dict, str | None, dict | None]:
+    """({point dir name: summary without timing}, sweep.csv text, sweep.json) under ``root``."""
+    pts = {}
+    for d, s in summaries(root).items():
+        pts[d.name] = numbers(json.loads(s.read_text()))
+    csvs = list(Path(root).rglob("sweep.csv"))
+    jsons = list(Path(root).rglob("sweep.json"))
+    return (pts, csvs[0].read_text() if csvs else None,
+            json.loads(jsons[0].read_text()) if jsons else None)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted sweep, run in this process."""
+    tmp = tmp_path_factory.mktemp("sweep-ref")
+    cfg = write_config(tmp, sweep_config())
+    t0 = time.perf_counter()
+    res = run_cli(["sweep", cfg, "--out", tmp / "out", "--quiet"])
+    assert res.rc == 0, res
+    REPORT.append(f"uninterrupted {len(SEEDS)}-point sweep (in-process): {time.perf_counter() - t0:.1f} s")
+    return sweep_files(tmp / "out")
+
+
+def _stamp(path: Path):
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _check_readable_state(root: Path) -> dict:
+    """Every summary.json / sweep.json present parses and says complete (atomic writes:
+    nothing half-written is ever visible under the final name). Returns {summary: stamp}."""
+    stamps = {}
+    for path in list(Path(root).rglob("summary.json")) + list(Path(root).rglob("sweep.json")):
+        try:
+            doc = json.loads(path.read_text())
+            stamp = _stamp(path)
+        except FileNotFoundError:   # replaced between listing and reading: fine
+            continue
+        assert doc.get("complete") is True, f"{path} readable but not complete"
+        if path.name == "summary.json":
+            stamps[path] = stamp
+    return stamps
+
+
+def test_sigkill_and_resume(tmp_path, reference):
+    cfg = write_config(tmp_path, sweep_config())
+    out = tmp_path / "out"
+    total = len(SEEDS)
+
+    def n_complete():
+        return len(_check_readable_state(out))
+
+    def in_progress(since: float):
+        """A point directory this process started computing: config.yaml written after
+        ``since``, no summary.json yet."""
+        found = []
+        for d in out.rglob("n=*"):
+            try:
+                if (d / "config.yaml").stat().st_mtime > since and not (d / "summary.json").exists():
+                    found.append(d)
+            except FileNotFoundError:
+                pass
+        return found
+
+    def mid_point(p):
+        t = time.time()
+        c0 = n_complete()
+        return wait_for(lambda: n_complete() > c0 and in_progress(t), 240, 0.005, p)
+
+    kill_points = [
+        ("during startup", lambda p: wait_for(lambda: False, 1.0, proc=p) or True),
+        ("after 1 point complete", lambda p: wait_for(lambda: n_complete() >= 1, 240, 0.01, p)),
+        ("mid-point", mid_point),
+        ("after 4 points complete", lambda p: wait_for(lambda: n_complete() >= 4, 240, 0.01, p)),
+    ]
+    seen: dict = {}
+    survived = 0
+    for label, wait in kill_points:
+        p = popen(["sweep", cfg, "--out", out])
+        hit = wait(p)
+        if p.poll() is not None:
+            pytest.fail(f"sweep ended before the kill point '{label}': rc={p.returncode}\n{p.stderr.read()}")
+        assert hit, f"kill point '{label}' not reached"
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stdout.close(), p.stderr.close()
+        stamps = _check_readable_state(out)
+        for path, stamp in seen.items():   # a complete point is never recomputed or touched
+            assert stamps.get(path) == stamp, f"{path} changed after it was complete ({label})"
+        seen.update(stamps)
+        survived += 1
+        REPORT.append(f"kill point '{label}': {len(stamps)}/{total} points complete when killed")
+    res = subprocess.run(slt_cmd("sweep", cfg, "--out", out), env=subprocess_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    final = _check_readable_state(out)
+    for path, stamp in seen.items():
+        assert final.get(path) == stamp, f"{path} recomputed after it was complete"
+    skipped = res.stderr.count("complete, skipped")
+    assert skipped == len(seen), (skipped, len(seen), res.stderr)
+    assert len(final) == total
+    got = sweep_files(out)
+    ref_points, ref_csv, ref_json = reference
+    assert got[0] == ref_points, "resumed sweep differs from the uninterrupted one"
+    assert got[1] == ref_csv and got[2] == ref_json
+    COUNTS["kill points survived"] += survived
+    COUNTS["reproducibility checks"] += 1
+
+
+def test_ray_backend_matches_local(tmp_path, reference):
+    pytest.importorskip("ray")
+    cfg = write_config(tmp_path, sweep_config())
+    t0 = time.perf_counter()
+    res = subprocess.run(slt_cmd("sweep", cfg, "--out", tmp_path / "out", "--backend", "ray", "--num-cpus", "2",
+                                 "--quiet"), env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    REPORT.append(f"{len(SEEDS)}-point sweep, --backend ray (subprocess): {time.perf_counter() - t0:.1f} s")
+    got = sweep_files(tmp_path / "out")
+    ref_points, ref_csv, ref_json = reference
+    assert got[0] == ref_points, "ray and local sweeps differ"
+    assert got[1] == ref_csv and got[2] == ref_json
+    COUNTS["reproducibility checks"] += 1
+
+
+RSS_WRAPPER = textwrap.dedent("""
+    import resource, subprocess, sys, time
+    p = subprocess.Popen(sys.argv[1:])
+    samples = []
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                rss = [int(l.split()[1]) for l in f if l.startswith("VmRSS:")]
+            samples.append((time.monotonic(), rss[0] if rss else 0))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print("RC", p.returncode, "PEAK_KB", peak, flush=True)
+""")
+
+
+def test_fifty_point_sweep_load(tmp_path):
+    """50 points (2 n x 25 seeds, so 2 compiled shapes): completes, exactly 50 rows, peak RSS
+    of the sweep process bounded (reported)."""
+    seeds = list(range(25))
+    raw = sweep_config(n=[30, 40], seeds=seeds)
+    cfg = write_config(tmp_path, raw)
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *slt_cmd("sweep", cfg, "--out", out, "--quiet")],
+                         env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = [l for l in res.stdout.splitlines() if l.startswith("RC ")][-1].split()
+    assert line[1] == "0", res.stderr[-3000:]
+    peak_mb = int(line[3]) / 1024
+    rows = list(csv.DictReader((next(out.rglob("sweep.csv"))).open()))
+    doc = json.loads(next(out.rglob("sweep.json")).read_text())
+    assert len(rows) == 50 and len(doc["points"]) == 50
+    assert {(int(r["n"]), int(r["seed"])) for r in rows} == {(n, s) for n in (30, 40) for s in seeds}
+    assert len([d for d in summaries(out)]) == 50
+    REPORT.append(f"50-point sweep: {wall:.1f} s wall, peak RSS {peak_mb:.0f} MiB")
+    COUNTS["load: sweep points completed"] += 50
+    assert peak_mb < 3000, f"peak RSS {peak_mb:.0f} MiB"
