@@ -155,11 +155,18 @@ class TrainConfig:
 class LLCConfig:
     at: str = _field("truth", choices=("truth", "trained", "params"), doc="the point w*")
     params: Optional[list[dict]] = _field(None, doc="w* in the model's shape (at: params)")
-    sampler: str = _field("sgld", choices=("sgld", "mala", "nuts"))
+    sampler: str = _field("mala", choices=("sgld", "mala", "nuts"),
+                          doc="mala: exact (MH-corrected) Langevin; sgld: devinterp's update; nuts: numpyro")
     num_chains: int = _field(8, check=at_least(1))
     num_draws: int = _field(2000, check=at_least(1))
-    num_burnin: int = _field(0, check=non_negative, doc="draws discarded before averaging")
-    step_size: Optional[float] = _field(None, check=positive, doc="default chosen per sampler")
+    num_burnin: Optional[int] = _field(None, check=non_negative,
+                                       doc="steps discarded before averaging; default num_draws // 10")
+    num_adapt: Optional[int] = _field(None, check=non_negative,
+                                      doc="step-size adaptation steps; default 200 when step_size is unset")
+    step_size: Optional[float] = _field(None, check=positive,
+                                        doc="Langevin eps (devinterp's lr); default adapted per sampler")
+    target_accept: Optional[float] = _field(None, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}",
+                                            doc="adaptation target; default mala 0.574, sgld 0.99 (estimate), nuts 0.8")
     gamma: float = _field(1.0, check=non_negative, doc="localisation strength")
     nbeta: Optional[float] = _field(None, check=positive, doc="n * beta; default n / log n")
     batch_size: Optional[int] = _field(None, check=at_least(1), doc="SGLD minibatch; default full batch")
@@ -396,6 +403,8 @@ def _check(cfg: Config) -> Config:
                 raise ConfigError(f"{section}.params", str(exc)) from None
         if sec.at == "truth" and cfg.truth is None:
             raise ConfigError(f"{section}.at", "'truth' needs a truth section")
+    if cfg.llc is not None and cfg.llc.batch_size and cfg.llc.sampler != "sgld":
+        raise ConfigError("llc.batch_size", f"minibatches need sampler: sgld ({cfg.llc.sampler} uses exact gradients)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
         raise ConfigError("llc.batch_size", f"must be <= data.n ({cfg.data.n}), got {cfg.llc.batch_size}")
     return cfg

@@ -1,0 +1,384 @@
+"""The local learning coefficient (LLC) at a point w* (Lau, Furman, Wang, Murfet, Wei,
+arXiv:2308.12108, AISTATS 2025)::
+
+    llc(w*) = nbeta (E_{w | w*, nbeta, gamma}[L(w)] - L(w*))
+    p(w | w*) ∝ exp(-nbeta L(w) - (gamma/2) ||w - w*||^2)
+
+``nbeta = n beta``; the default is ``n / log n`` (beta* = 1/log n, WBIC's temperature).
+devinterp instead defaults to ``B / log B`` for the batch size B: pass ``nbeta`` to match it.
+
+Samplers (all chains vmapped in ONE compiled program, draws by ``lax.scan``, chains sharded
+over local devices): ``"mala"`` (default; exact, self-tuning), ``"sgld"`` (devinterp's update,
+full batch or minibatch) and ``"nuts"`` (numpyro's functional ``hmc``), see
+:mod:`slt.langevin`. Global-lambda estimators (beta slope, log n regression) live in
+:mod:`slt.free_energy`.
+
+The loss is any ``loss_fn(w)`` (toy potentials: ``K = w1^2 w2^4``) or ``loss_fn(w, data)``
+with ``data`` a pytree argument; :func:`llc_for_problem` wires in a :class:`Problem`.
+
+Float32 suffices: the estimate averages ``L - L(w*)`` over many draws (rounding noise of
+``L`` is ~1e-7 relative, far below the posterior spread ``lambda / nbeta``).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from slt import langevin
+from slt.posterior import Problem, empirical_loss
+
+SAMPLERS = ("mala", "sgld", "nuts")
+SGLD_TARGET_ACCEPT = 0.99  # its MH acceptance estimate; rare rejections mean a small step-size bias (measured, notes/llc.md)
+
+
+class LLCResult(NamedTuple):
+    """An LLC estimate with its traces and settings. Shapes: C = num_chains, T = num_draws.
+
+    ``mean``/``std``/``mcse`` are None when the estimate is withheld (a chain diverged).
+    """
+
+    mean: Optional[float]        # nbeta (mean loss over all draws - L(w*))
+    std: Optional[float]         # standard deviation of the per-chain estimates (as devinterp)
+    mcse: Optional[float]        # Monte Carlo standard error of ``mean`` (bulk ESS of the loss)
+    per_chain: np.ndarray        # (C,)   per-chain estimates
+    loss_trace: np.ndarray       # (C, T) L at every draw (minibatch SGLD: the batch loss)
+    running_mean: np.ndarray     # (C, T) per-chain running LLC estimate
+    acceptance: np.ndarray       # (C,)   mean MH acceptance (MALA/NUTS) or its estimate (SGLD)
+    step_size: np.ndarray        # (C,)   step size used for the draws (adapted or given)
+    rhat: float                  # split R-hat of the loss across chains
+    ess: float                   # bulk ESS of the loss
+    loss_at_w_star: float        # L(w*)
+    nbeta: float
+    gamma: float
+    sampler: str
+    num_chains: int
+    num_draws: int
+    num_burnin: int
+    num_adapt: int
+    batch_size: Optional[int]
+    diverged: bool
+    warnings: tuple
+    sampling_s: float            # wall time of the compiled run (includes compilation)
+
+
+def default_nbeta(n: int) -> float:
+    """``n / log n`` (beta* = 1/log n; WBIC's temperature)."""
+    if n < 2:
+        raise ValueError("nbeta: the default n / log n needs n >= 2")
+    return n / math.log(n)
+
+
+# ----------------------------------------------------------------------------- problems
+def problem_loss(w, problem: Problem):
+    """``L_n(w)`` of a :class:`Problem` (module-level: compiled programs are shared)."""
+    return problem.loss(w)
+
+
+def problem_batch_loss(w, problem: Problem, idx):
+    """``L_n`` on the rows ``idx`` (an unbiased estimate of L_n(w))."""
+    return empirical_loss(problem.spec, w, problem.x[idx], problem.y[idx], problem.noise_std)
+
+
+@functools.lru_cache(maxsize=None)
+def _without_data(loss_fn: Callable) -> Callable:
+    return lambda w, data: loss_fn(w)
+
+
+# ----------------------------------------------------------------------------- curvature
+def _top_hessian_eigenvalue(loss_fn: Callable, w, data, key, iters: int = 30):
+    """Largest |eigenvalue| of the Hessian of ``loss_fn(., data)`` at ``w`` (power iteration on
+    Hessian-vector products)."""
+    grad = jax.grad(loss_fn)
+
+    def hvp(v):
+        return jax.jvp(lambda u: grad(u, data), (w,), (v,))[1]
+
+    def body(v, _):
+        hv = hvp(v)
+        return hv / (jnp.linalg.norm(hv) + 1e-30), None
+
+    v0 = jax.random.normal(key, w.shape, w.dtype)
+    v, _ = jax.lax.scan(body, v0 / jnp.linalg.norm(v0), None, length=iters)
+    return jnp.abs(jnp.vdot(v, hvp(v)))
+
+
+top_hessian_eigenvalue = jax.jit(_top_hessian_eigenvalue, static_argnames=("loss_fn", "iters"))
+
+
+def initial_step_size(loss_fn, w_star, data, nbeta, gamma, key) -> float:
+    """``0.5 / (nbeta lambda_max(Hess L(w*)) + gamma)``: a stable Langevin step on the stiffest
+    direction of the localised posterior at w* (the adaptation then scales it)."""
+    lam = float(top_hessian_eigenvalue(loss_fn, w_star, data, key))
+    curv = nbeta * lam + gamma
+    return 0.5 / curv if curv > 0 and math.isfinite(curv) else 1e-4
+
+
+# ----------------------------------------------------------------------------- programs
+def _num_devices_for(num_chains: int) -> int:
+    ndev = jax.local_device_count()
+    while ndev > 1 and num_chains % ndev:
+        ndev -= 1
+    return ndev
+
+
+@functools.lru_cache(maxsize=None)
+def _program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,
+             target_accept, max_tree_depth, ndev):
+    """A jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, n, curv_key)`` ->
+    ``(loss (C, T), accept (C, T), eps (C,), L(w*))`` for one static configuration.
+
+    ``eps0`` entries that are NaN are replaced by :func:`initial_step_size`'s rule, computed
+    inside the same program (one compilation per configuration)."""
+    if sampler == "nuts":
+        one_chain = _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept,
+                                max_tree_depth)
+    else:
+        one_chain = _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin,
+                                    num_draws, batch_size, target_accept)
+    chains = jax.vmap(one_chain, in_axes=(0, 0, None, None, None, None, None))
+    if ndev > 1:
+        mesh = Mesh(np.array(jax.devices()[:ndev]), ("chains",))
+        chains = jax.shard_map(chains, mesh=mesh,
+                               in_specs=(P("chains"), P("chains"), P(), P(), P(), P(), P()),
+                               out_specs=P("chains"), check_vma=False)
+
+    def run(keys, eps0, w_star, data, nbeta, gamma, n, curv_key):
+        lam = _top_hessian_eigenvalue(loss_fn, w_star, data, curv_key)
+        curv = nbeta * lam + gamma
+        auto = jnp.where((curv > 0) & jnp.isfinite(curv), 0.5 / curv, 1e-4).astype(eps0.dtype)
+        eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
+        loss, accept, eps = chains(keys, eps0, w_star, data, nbeta, gamma, n)
+        return loss, accept, eps, loss_fn(w_star, data)
+
+    return jax.jit(run)
+
+
+def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws,
+                    batch_size, target_accept):
+    """One chain as ONE scan over adaptation + burn-in + draws (a single loop body to compile):
+    the step size follows dual averaging while ``t < num_adapt``, then stays at its average."""
+    total = num_adapt + num_burnin + num_draws
+
+    def step(key, state, eps, w_star, data, nbeta, gamma, n):
+        if sampler == "mala":
+            return langevin.mala_step(key, state, eps, loss_fn, data, w_star, nbeta, gamma)
+        return langevin.sgld_step(key, state, eps, loss_fn, data, w_star, nbeta, gamma,
+                                  batch_loss_fn, n, batch_size)
+
+    def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
+        state = (langevin.mala_init(loss_fn, w_star, data, w_star, nbeta, gamma)
+                 if sampler == "mala" else langevin.sgld_init(w_star))
+
+        def body(carry, xs):
+            state, da = carry
+            k, t = xs
+            adapting = t < num_adapt
+            eps = jnp.where(adapting, jnp.exp(da.log_eps),
+                            jnp.exp(da.log_eps_bar) if num_adapt else eps0)
+            state, info = step(k, state, eps, w_star, data, nbeta, gamma, n)
+            if num_adapt:
+                new_da = langevin.da_update(da, info.accept_prob, target_accept)
+                da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
+            return (state, da), (info.loss, info.accept_prob, eps)
+
+        xs = (jax.random.split(key, total), jnp.arange(total))
+        _, (loss, accept, eps) = jax.lax.scan(body, (state, langevin.da_init(eps0)), xs)
+        keep = num_adapt + num_burnin
+        return loss[keep:], accept[keep:], eps[-1]
+
+    return one_chain
+
+
+def _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept, max_tree_depth):
+    from numpyro.infer.hmc import hmc
+
+    def potential_fn_gen(data, w_star, nbeta, gamma):
+        def potential(w):
+            diff = w - w_star
+            return nbeta * loss_fn(w, data) + 0.5 * gamma * jnp.vdot(diff, diff)
+        return potential
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    num_warmup = num_adapt + num_burnin
+
+    def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
+        args = (data, w_star, nbeta, gamma)
+        state = init_kernel(w_star, num_warmup, step_size=eps0, adapt_step_size=num_adapt > 0,
+                            target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+                            model_args=args, rng_key=key)
+        if num_warmup:
+            state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=args), None), state,
+                                    None, length=num_warmup)
+
+        def draw(s, _):
+            s = sample_kernel(s, model_args=args)
+            return s, (loss_fn(s.z, data), s.accept_prob)
+
+        _, (loss, accept) = jax.lax.scan(draw, state, None, length=num_draws)
+        return loss, accept, state.adapt_state.step_size
+
+    return one_chain
+
+
+# ----------------------------------------------------------------------------- estimator
+def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | None = None,
+                 n: int | None = None, data=None, gamma: float = 1.0, sampler: str = "mala",
+                 num_chains: int = 4, num_draws: int = 1000, num_burnin: int | None = None,
+                 num_adapt: int | None = None, step_size: float | None = None,
+                 target_accept: float | None = None, batch_loss_fn: Callable | None = None,
+                 batch_size: int | None = None, max_tree_depth: int = 8) -> LLCResult:
+    """Estimate ``llc(w*) = nbeta (E[L(w)] - L(w*))`` over ``p(w|w*) ∝ exp(-nbeta L - gamma/2 ||w-w*||^2)``.
+
+    Args:
+      key: PRNG key; chain ``c`` runs on ``split(key, num_chains)[c]``.
+      loss_fn: ``loss_fn(w)`` (``data`` None) or ``loss_fn(w, data)``; w a flat (d,) vector.
+        Pass the same function object again to reuse the compiled program.
+      w_star: (d,) the point; every chain starts there.
+      nbeta: ``n * beta``; default ``n / log n`` (needs ``n``).
+      n: number of data rows (default nbeta; minibatch index range).
+      gamma: localisation strength (0: no localisation, e.g. a regular model at its minimiser).
+      sampler: ``"mala"`` | ``"sgld"`` | ``"nuts"``.
+      num_draws: recorded draws per chain, after ``num_adapt`` adaptation and ``num_burnin``
+        discarded steps (both start from w*).
+      num_burnin: default ``num_draws // 10`` (the climb from L(w*) to the typical set).
+      num_adapt: step-size adaptation steps (dual averaging of the acceptance towards
+        ``target_accept``); default 200 when ``step_size`` is None (NUTS: always 200), else 0.
+      step_size: Langevin ``eps`` (devinterp's ``lr``); None adapts it from
+        ``0.5 / (nbeta lambda_max(Hess L(w*)) + gamma)``.
+      target_accept: MALA 0.574 (optimal, Roberts & Rosenthal 1998); SGLD 0.99 (its MH
+        acceptance estimate: rare rejections mean a small step-size bias); NUTS 0.8.
+      batch_loss_fn, batch_size: minibatch SGLD, ``batch_loss_fn(w, data, idx)`` with ``idx``
+        (batch_size,) row indices drawn uniformly with replacement per step.
+
+    Returns: :class:`LLCResult`. Warnings (in ``result.warnings``): divergence (estimate
+    withheld), negative LLC (w* not a local minimum), poor mixing (R-hat > 1.1), low acceptance.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    w_star = jnp.asarray(w_star, jnp.result_type(float))
+    if w_star.ndim != 1:
+        raise ValueError(f"w_star must be a flat (d,) vector, got shape {w_star.shape}")
+    if data is None:
+        loss_fn = _without_data(loss_fn)
+        if batch_loss_fn is not None:
+            raise ValueError("batch_loss_fn needs data (loss_fn(w, data) form)")
+    if nbeta is None:
+        if n is None:
+            raise ValueError("give nbeta, or n for the default n / log n")
+        nbeta = default_nbeta(n)
+    if batch_size is not None:
+        if sampler != "sgld":
+            raise ValueError("minibatches are for SGLD only (MALA and NUTS need exact gradients)")
+        if batch_loss_fn is None or n is None:
+            raise ValueError("minibatch SGLD needs batch_loss_fn and n")
+    num_burnin = num_draws // 10 if num_burnin is None else num_burnin
+    if num_adapt is None:
+        num_adapt = 200 if (step_size is None or sampler == "nuts") else 0
+    if target_accept is None:
+        target_accept = {"mala": langevin.MALA_TARGET_ACCEPT, "sgld": SGLD_TARGET_ACCEPT,
+                         "nuts": 0.8}[sampler]
+    k_curv, k_run = jax.random.split(key)
+    dtype = w_star.dtype
+    ndev = _num_devices_for(num_chains)
+    program = _program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
+                       int(num_draws), batch_size, float(target_accept), int(max_tree_depth), ndev)
+    keys = jax.random.split(k_run, num_chains)
+    eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)
+    t0 = time.perf_counter()
+    loss, accept, eps, loss_star = program(keys, eps0, w_star, data, jnp.asarray(nbeta, dtype),
+                                           jnp.asarray(gamma, dtype), jnp.asarray(n or 1, jnp.int32),
+                                           k_curv)
+    loss = jax.block_until_ready(loss)
+    sampling_s = time.perf_counter() - t0
+    loss_star = float(loss_star)
+    return summarize(np.asarray(loss, np.float64), np.asarray(accept, np.float64),
+                     np.asarray(eps, np.float64), loss_star, nbeta=float(nbeta), gamma=float(gamma),
+                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
+                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s)
+
+
+def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | None = None,
+                    batch_size: int | None = None, **kwargs) -> LLCResult:
+    """:func:`estimate_llc` for a :class:`Problem` (``L_n`` of its data; nbeta default n/log n)."""
+    if batch_size is not None and batch_size >= problem.n:
+        batch_size = None
+    return estimate_llc(key, problem_loss, w_star, data=problem, n=problem.n,
+                        nbeta=default_nbeta(problem.n) if nbeta is None else nbeta,
+                        batch_loss_fn=problem_batch_loss if batch_size else None,
+                        batch_size=batch_size, **kwargs)
+
+
+def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: float, *,
+              nbeta: float, gamma: float, sampler: str, num_burnin: int = 0, num_adapt: int = 0,
+              batch_size: int | None = None, d: int = 1, sampling_s: float = float("nan"),
+              divergence_factor: float = 100.0) -> LLCResult:
+    """Turn loss traces (C, T) into an :class:`LLCResult` with diagnostics and warnings.
+
+    A chain diverged if its loss is non-finite or ``nbeta (L - L(w*))`` exceeds
+    ``divergence_factor * (d + 10)`` (an LLC is at most d/2: that is an explosion, not a
+    posterior); the estimate is then withheld (``mean = None``).
+    """
+    from slt import diagnostics
+
+    num_chains, num_draws = loss.shape
+    excess = nbeta * (loss - loss_star)
+    warns = []
+    finite = np.isfinite(excess)
+    exploded = ~finite | (np.where(finite, excess, 0.0) > divergence_factor * (d + 10))
+    bad_chains = np.flatnonzero(exploded.any(axis=1))
+    diverged = bool(len(bad_chains)) or not math.isfinite(loss_star)
+    steps = np.arange(1, num_draws + 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        per_chain = excess.mean(axis=1)
+        running = np.cumsum(excess, axis=1) / steps
+    acc = np.nanmean(accept, axis=1) if np.isfinite(accept).any() else np.full(num_chains, np.nan)
+    mean = std = mcse = None
+    rhat = ess = float("nan")
+    if diverged:
+        warns.append(f"llc: {len(bad_chains)} of {num_chains} chains diverged (non-finite or exploding "
+                     f"loss); estimate withheld. Lower the step size"
+                     + (" or the batch noise" if batch_size else ""))
+    else:
+        mean = float(excess.mean())
+        std = float(per_chain.std(ddof=1)) if num_chains > 1 else float("nan")
+        if num_draws >= 4:
+            rhat = float(diagnostics.rhat(loss[..., None])[0])
+            ess = float(diagnostics.ess_bulk(loss[..., None])[0])
+            mcse = float(np.std(excess) / math.sqrt(max(ess, 1.0)))
+        if mean < 0:
+            warns.append(f"llc: negative estimate {mean:.3g}: the mean loss fell below L(w*), so w* "
+                         "is not a local minimum (train it further, or use at: trained)")
+        if math.isfinite(rhat) and rhat > 1.1:
+            warns.append(f"llc: R-hat of the loss across chains is {rhat:.2f} > 1.1: chains disagree "
+                         "(not mixed); run more draws or check the loss traces")
+        if sampler in ("mala", "nuts") and np.nanmean(acc) < 0.2:
+            warns.append(f"llc: mean acceptance {np.nanmean(acc):.2f} is low: the chains barely move")
+        if sampler == "sgld" and batch_size is None and np.nanmean(acc) < 0.5:
+            warns.append(f"llc: SGLD's MH acceptance estimate is {np.nanmean(acc):.2f} < 0.5: the step "
+                         "size is large and biases the estimate upwards; lower it or use sampler: mala")
+    return LLCResult(mean=mean, std=std, mcse=mcse, per_chain=per_chain, loss_trace=loss,
+                     running_mean=running, acceptance=acc, step_size=eps, rhat=rhat, ess=ess,
+                     loss_at_w_star=loss_star, nbeta=nbeta, gamma=gamma, sampler=sampler,
+                     num_chains=num_chains, num_draws=num_draws, num_burnin=num_burnin,
+                     num_adapt=num_adapt, batch_size=batch_size, diverged=diverged,
+                     warnings=tuple(warns), sampling_s=sampling_s)
+
+
+def rrr_lambda(M: int, H: int, N: int, r: int) -> float:
+    """Aoyagi & Watanabe (2005): the learning coefficient of reduced-rank regression
+    ``y = B A x`` (A: H x M, B: N x H) at a true rank ``r`` (science.md, exact answer 2)."""
+    if N + r <= M + H and M + r <= N + H and H + r <= M + N:
+        extra = 0 if (M + H + N + r) % 2 == 0 else 1
+        return (2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2 + extra) / 8
+    if M + H < N + r:
+        return (H * M - H * r + N * r) / 2
+    if N + H < M + r:
+        return (H * N - H * r + M * r) / 2
+    return M * N / 2

@@ -1,0 +1,154 @@
+"""Stage ``llc``: the local learning coefficient at ``llc.at`` (truth | trained | params), and
+``calibrate``: the step-size x nbeta grid behind ``slt calibrate``."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from slt import learning_coefficient as lc
+from slt.runs import Context, StageOutput
+
+
+def _settings(cfg, n: int) -> dict:
+    return dict(sampler=cfg.sampler, num_chains=cfg.num_chains, num_draws=cfg.num_draws,
+                num_burnin=cfg.num_burnin, num_adapt=cfg.num_adapt, step_size=cfg.step_size,
+                target_accept=cfg.target_accept, gamma=cfg.gamma,
+                batch_size=cfg.batch_size if cfg.batch_size and cfg.batch_size < n else None)
+
+
+def run(ctx: Context) -> StageOutput:
+    cfg, p = ctx.config.llc, ctx.problem
+    from slt.optimize import resolve_point
+
+    w_star, info = resolve_point(ctx, cfg)
+    nbeta = cfg.nbeta if cfg.nbeta is not None else lc.default_nbeta(p.n)
+    res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, **_settings(cfg, p.n))
+    for w in res.warnings:
+        ctx.warn(w)
+    summary = {"llc": {
+        "mean": res.mean, "std": res.std, "mcse": res.mcse,
+        "per_chain": [float(v) for v in res.per_chain] if not res.diverged else None,
+        **info,
+        "sampler": res.sampler, "nbeta": res.nbeta,
+        "nbeta_rule": "n/log n" if cfg.nbeta is None else "given",
+        "gamma": res.gamma, "step_size": [float(s) for s in res.step_size],
+        "num_chains": res.num_chains, "num_draws": res.num_draws, "num_burnin": res.num_burnin,
+        "num_adapt": res.num_adapt, "batch_size": res.batch_size,
+        "acceptance": float(np.nanmean(res.acceptance)) if np.isfinite(res.acceptance).any() else None,
+        "acceptance_per_chain": [float(a) for a in res.acceptance],
+        "acceptance_kind": "mh_estimate" if res.sampler == "sgld" else "mh",
+        "rhat_loss": res.rhat, "ess_loss": res.ess, "diverged": res.diverged,
+        "draws_per_s": res.num_chains * (res.num_draws + res.num_burnin + res.num_adapt) / res.sampling_s,
+    }}
+    figures = {}
+    if ctx.config.output.figures:
+        from slt.plots import llc as plots
+
+        figures["llc_traces"] = plots.llc_traces(
+            res.loss_trace, res.running_mean, res.loss_at_w_star, llc=res.mean,
+            title=f"{ctx.config.name}: LLC at {info['w_star']} ({res.sampler}, nbeta={res.nbeta:.4g})")
+
+    def write_traces(path):
+        with open(path, "wb") as fh:
+            np.savez(fh, loss_trace=res.loss_trace, running_mean=res.running_mean,
+                     acceptance=res.acceptance, step_size=res.step_size, w_star=np.asarray(w_star))
+
+    return StageOutput(summary=summary, figures=figures, files={"llc_traces.npz": write_traces},
+                       timing={"llc_sampling_s": res.sampling_s})
+
+
+# ----------------------------------------------------------------------------- calibrate
+def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path:
+    """Run the LLC sampler (``llc.sampler``, fixed step, no adaptation) on a step-size x nbeta
+    grid and write a run directory: ``calibration.csv``, ``calibration.png`` (LLC and
+    acceptance against step size per nbeta, mean traces) and ``summary.json`` (last).
+
+    All step sizes run as one vmapped program (each chain carries its own step size); the
+    nbeta values loop over the same compiled program. Defaults: step sizes ``eps0 * 2^k``,
+    k = -4..2, around the curvature step ``eps0 = 0.5 / (nbeta lambda_max + gamma)``; nbetas
+    ``n/log n`` times 0.5, 1, 2.
+    """
+    import yaml
+
+    from slt import config as config_mod
+    from slt import runs
+    from slt.optimize import resolve_point
+    from slt.plots import llc as plots
+
+    log = log or (lambda s: None)
+    t0 = time.perf_counter()
+    ctx = runs.build_context(cfg)
+    p, sec = ctx.problem, cfg.llc
+    w_star, info = resolve_point(ctx, sec)
+    base_nbeta = sec.nbeta if sec.nbeta is not None else lc.default_nbeta(p.n)
+    nbetas = np.asarray(nbetas if nbetas else [0.5 * base_nbeta, base_nbeta, 2 * base_nbeta], float)
+    if step_sizes:
+        step_sizes = np.asarray(step_sizes, float)
+    else:
+        eps0 = lc.initial_step_size(lc.problem_loss, w_star, p, base_nbeta, sec.gamma, ctx.key("curvature"))
+        step_sizes = eps0 * 2.0 ** np.arange(-4, 3)
+    if (step_sizes <= 0).any() or (nbetas <= 0).any():
+        from slt.config import ConfigError
+
+        raise ConfigError("calibrate", "step sizes and nbetas must be > 0")
+    run_dir = runs.reserve_dir(Path(out_dir) if out_dir is not None else Path(cfg.output.dir),
+                               f"{cfg.name}-calibrate")
+    runs.atomic_write(run_dir / "config.yaml", yaml.safe_dump(config_mod.to_dict(cfg), sort_keys=False))
+    C, S = sec.num_chains, len(step_sizes)
+    num_burnin = sec.num_burnin if sec.num_burnin is not None else sec.num_draws // 10
+    batch = sec.batch_size if sec.batch_size and sec.batch_size < p.n else None
+    program = lc._program(sec.sampler, lc.problem_loss, lc.problem_batch_loss if batch else None, 0,
+                          num_burnin, sec.num_draws, batch, 0.5, 8, lc._num_devices_for(C * S))
+    eps_chains = jnp.repeat(jnp.asarray(step_sizes, p.x.dtype), C)
+    loss_star = float(p.loss(w_star))
+    shape = (len(nbetas), S)
+    llc_mean, llc_std, acc = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    traces = np.full(shape + (sec.num_draws,), np.nan)
+    rows = []
+    for i, nb in enumerate(nbetas):
+        log(f"[{cfg.name}] calibrate nbeta={nb:.4g}: {S} step sizes x {C} chains")
+        keys = jax.random.split(jax.random.fold_in(ctx.key("calibrate"), i), C * S)
+        loss, accept, _, _ = program(keys, eps_chains, w_star, p, jnp.asarray(nb, p.x.dtype),
+                                     jnp.asarray(sec.gamma, p.x.dtype), jnp.asarray(p.n, jnp.int32),
+                                     ctx.key("curvature"))
+        loss, accept = np.asarray(loss, float), np.asarray(accept, float)
+        for j, eps in enumerate(step_sizes):
+            sl = slice(j * C, (j + 1) * C)
+            r = lc.summarize(loss[sl], accept[sl], np.full(C, eps), loss_star, nbeta=float(nb),
+                             gamma=sec.gamma, sampler=sec.sampler, num_burnin=num_burnin,
+                             batch_size=batch, d=p.d)
+            acc[i, j] = np.nanmean(r.acceptance) if np.isfinite(r.acceptance).any() else np.nan
+            if r.mean is not None:
+                llc_mean[i, j], llc_std[i, j] = r.mean, r.std if C > 1 else 0.0
+                traces[i, j] = nb * (loss[sl] - loss_star).mean(axis=0)
+            rows.append({"nbeta": float(nb), "step_size": float(eps), "llc_mean": r.mean,
+                         "llc_std": r.std, "llc_mcse": r.mcse, "acceptance": acc[i, j],
+                         "rhat_loss": r.rhat, "diverged": r.diverged})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    runs.atomic_write(run_dir / "calibration.csv", buf.getvalue())
+    if cfg.output.figures:
+        fig = plots.calibration(step_sizes, nbetas, llc_mean, llc_std, acc, traces, sampler=sec.sampler,
+                                title=f"{cfg.name}: {sec.sampler} LLC at {info['w_star']} (n={p.n})")
+        runs._save_figure(run_dir / "calibration.png", fig)
+    summary = {"complete": False, "name": cfg.name, "n": p.n, "d": p.d, "command": "calibrate",
+               "llc_calibration": {**info, "sampler": sec.sampler, "gamma": sec.gamma,
+                                   "num_chains": C, "num_draws": sec.num_draws, "num_burnin": num_burnin,
+                                   "batch_size": batch, "step_sizes": step_sizes, "nbetas": nbetas,
+                                   "grid": rows},
+               "diagnostics": {"warnings": list(dict.fromkeys(ctx.warnings))},
+               "timing": {"total_s": time.perf_counter() - t0},
+               "versions": runs.versions(), "config": config_mod.to_dict(cfg)}
+    summary["complete"] = True
+    runs.atomic_write(run_dir / runs.SUMMARY, json.dumps(runs.to_jsonable(summary), indent=2, allow_nan=False))
+    return run_dir

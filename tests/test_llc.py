@@ -1,0 +1,280 @@
+"""The local learning coefficient against exact answers (science.md).
+
+Statistical tolerances: the estimator's Monte Carlo standard error is taken as the larger of
+the ESS-based MCSE of the pooled loss and the between-chain standard error
+``std(per_chain) / sqrt(C)``; a z-score of Z_MAX = 5 against it has a false-alarm rate far
+below 1e-4 per comparison. Asymptotic targets (d/2, Aoyagi's lambda, 1/4) additionally get
+the relative tolerance the issue asks for (5% regular, 10% singular); finite-n exact values
+computed by quadrature are checked with the MCSE alone.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+from slt import data, models
+from slt import learning_coefficient as lc
+from slt.posterior import Problem
+
+Z_MAX = 5.0
+
+
+def _mcse(res):
+    between = res.std / math.sqrt(res.num_chains)
+    return max(res.mcse, between)
+
+
+def _linear_problem(d=6, n=1000, seed=0):
+    spec = models.make_mlp([d, 1], "identity", False)
+    truth = models.init(jax.random.key(seed), spec)
+    ds = data.synthesize(jax.random.key(seed + 1), spec, truth, n, 1.0, dist="normal")
+    p = Problem.make(spec, ds)
+    X, y = np.asarray(p.x, float), np.asarray(p.y, float)[:, 0]
+    w_ls = jnp.asarray(np.linalg.lstsq(X, y, rcond=None)[0], p.x.dtype)
+    return p, w_ls
+
+
+def rrr_problem(M, H, N, r, n=10000, seed=0):
+    """Reduced-rank regression: model [M, H, N] identity without bias; truth [M, r, N] embedded
+    (extra hidden units zero); x ~ N(0, I_M), unit noise."""
+    tspec = models.make_mlp([M, r, N], "identity", False)
+    spec = models.make_mlp([M, H, N], "identity", False)
+    tparams = models.init(jax.random.key(seed), tspec)
+    ds = data.synthesize(jax.random.key(seed + 1), tspec, tparams, n, 1.0, dist="normal")
+    return Problem.make(spec, ds), models.flatten(models.embed(tspec, tparams, spec))
+
+
+# ----------------------------------------------------------------------------- regular
+def test_linear_regression_least_squares_gamma0_is_d_over_2():
+    """At the least-squares w* with gamma = 0 the localised posterior is Gaussian and
+    nbeta E[L - L(w*)] = d/2 exactly (any n, any nbeta)."""
+    d = 6
+    p, w_ls = _linear_problem(d)
+    res = lc.llc_for_problem(jax.random.key(0), p, w_ls, gamma=0.0, sampler="mala",
+                             num_chains=8, num_draws=1500)
+    assert res.warnings == ()
+    assert abs(res.mean - d / 2) < Z_MAX * _mcse(res)
+    assert abs(res.mean - d / 2) < 0.05 * d / 2
+    assert 0.4 < np.mean(res.acceptance) < 0.75       # adapted towards 0.574
+    assert res.loss_trace.shape == (8, 1500) and res.running_mean.shape == (8, 1500)
+    assert res.per_chain.shape == (8,) and res.step_size.shape == (8,)
+
+
+def test_sgld_step_size_bias_is_upward_and_mala_removes_it():
+    """SGLD's stationary law is wider than the target by O(eps): at a deliberately large step
+    its estimate exceeds d/2 clearly, while MALA at the same step stays unbiased."""
+    d = 6
+    p, w_ls = _linear_problem(d)
+    big = 0.6 / (lc.default_nbeta(p.n) * float(lc.top_hessian_eigenvalue(
+        lc.problem_loss, w_ls, p, jax.random.key(1))))
+    sgld = lc.llc_for_problem(jax.random.key(0), p, w_ls, gamma=0.0, sampler="sgld",
+                              step_size=big, num_chains=8, num_draws=1500)
+    mala = lc.llc_for_problem(jax.random.key(0), p, w_ls, gamma=0.0, sampler="mala",
+                              step_size=big, num_chains=8, num_draws=1500)
+    assert sgld.mean - d / 2 > Z_MAX * _mcse(sgld)
+    assert abs(mala.mean - d / 2) < Z_MAX * _mcse(mala)
+    # the MH acceptance estimate reported for SGLD flags the large step (devinterp's diagnostic)
+    assert np.mean(sgld.acceptance) < np.mean(
+        lc.llc_for_problem(jax.random.key(0), p, w_ls, gamma=0.0, sampler="sgld",
+                           step_size=big / 10, num_chains=2, num_draws=200).acceptance)
+
+
+def test_mala_acceptance_sanity():
+    """Tiny steps are almost always accepted, huge ones almost never (and say so)."""
+    p, w_ls = _linear_problem(4)
+    tiny = lc.llc_for_problem(jax.random.key(0), p, w_ls, sampler="mala", step_size=1e-7,
+                              num_chains=2, num_draws=100)
+    huge = lc.llc_for_problem(jax.random.key(0), p, w_ls, sampler="mala", step_size=1.0,
+                              num_chains=2, num_draws=100)
+    assert np.all(tiny.acceptance > 0.99)
+    assert np.all(huge.acceptance < 0.05)
+    assert any("acceptance" in w for w in huge.warnings)
+
+
+def test_minibatch_sgld_runs_and_is_close():
+    """Minibatch SGLD (indices drawn from the key per step) gives a finite estimate near d/2
+    (minibatch noise adds its own bias: loose check only) and records batch losses."""
+    d = 4
+    p, w_ls = _linear_problem(d, n=2000)
+    res = lc.llc_for_problem(jax.random.key(0), p, w_ls, gamma=0.0, sampler="sgld",
+                             batch_size=200, num_chains=4, num_draws=1000)
+    assert res.batch_size == 200 and not res.diverged
+    assert np.isfinite(res.loss_trace).all()
+    assert abs(res.mean - d / 2) < 0.5 * d / 2
+
+
+def test_divergence_withholds_and_negative_warns():
+    p, w_ls = _linear_problem(4)
+    res = lc.llc_for_problem(jax.random.key(0), p, w_ls, sampler="sgld", step_size=0.5,
+                             num_chains=2, num_draws=50)
+    assert res.diverged and res.mean is None
+    assert any("diverged" in w for w in res.warnings)
+    # w* far from the minimum: the chains fall below L(w*), the LLC is negative
+    res = lc.llc_for_problem(jax.random.key(0), p, w_ls + 0.5, sampler="mala",
+                             num_chains=2, num_draws=300)
+    assert res.mean < 0 and any("not a local minimum" in w for w in res.warnings)
+
+
+def test_potential_api_and_bad_arguments():
+    with pytest.raises(ValueError, match="nbeta"):
+        lc.estimate_llc(jax.random.key(0), lambda w: jnp.sum(w ** 2), jnp.zeros(2))
+    with pytest.raises(ValueError, match="sampler"):
+        lc.estimate_llc(jax.random.key(0), lambda w: jnp.sum(w ** 2), jnp.zeros(2), nbeta=10.0,
+                        sampler="hmc")
+    with pytest.raises(ValueError, match="flat"):
+        lc.estimate_llc(jax.random.key(0), lambda w: jnp.sum(w ** 2), jnp.zeros((2, 2)), nbeta=10.0)
+
+
+# ----------------------------------------------------------------------------- toy singular
+def _exact_abx(p: Problem, nbeta: float, gamma: float) -> float:
+    """Exact finite-nbeta LLC at w* = 0 for y = a b x (1-D quadrature over b).
+
+    nbeta (L(a,b) - L(0)) = t (u^2 s - 2 u c) / 2, u = ab, s = mean x^2, c = mean x y; for
+    fixed b the density in a is Gaussian (precision P = t b^2 s + gamma, mean t b c / P)."""
+    x, y = np.asarray(p.x, float)[:, 0], np.asarray(p.y, float)[:, 0]
+    s, c, t = np.mean(x * x), np.mean(x * y), nbeta
+
+    def parts(b):
+        P = t * b * b * s + gamma
+        m = t * b * c / P
+        logw = -0.5 * np.log(P) + (t * b * c) ** 2 / (2 * P) - 0.5 * gamma * b * b
+        val = 0.5 * t * (b * b * s * (1 / P + m * m) - 2 * b * c * m)
+        return logw, val
+
+    shift = parts(0.0)[0]
+    num = lambda b: np.exp(parts(b)[0] - shift) * parts(b)[1]
+    den = lambda b: np.exp(parts(b)[0] - shift)
+    pts = [-1 / math.sqrt(t), 0.0, 1 / math.sqrt(t)]
+    q = lambda f: sum(integrate.quad(f, a, b, limit=400)[0]
+                      for a, b in zip([-12.0] + pts, pts + [12.0]))
+    return q(num) / q(den)
+
+
+def _exact_w1w2(t: float, gamma: float = 1.0) -> float:
+    """E[t w1^2 w2^4] under exp(-t w1^2 w2^4 - gamma |w|^2 / 2), w1 integrated analytically."""
+    a = lambda u: t * u ** 4 + gamma / 2
+    br = t ** -0.25
+    q = lambda f: integrate.quad(f, 0, br, limit=400)[0] + integrate.quad(f, br, 12.0, limit=400)[0]
+    num = q(lambda u: t * u ** 4 / (2 * a(u)) * a(u) ** -0.5 * np.exp(-gamma * u * u / 2))
+    den = q(lambda u: a(u) ** -0.5 * np.exp(-gamma * u * u / 2))
+    return num / den
+
+
+@pytest.mark.slow
+def test_abx_matches_exact_finite_n_value():
+    """y = a b x, truth 0 (lambda = 1/2, m = 2). The finite-n LLC approaches 1/2 only like
+    1/log(nbeta) (multiplicity 2): at n = 10000 its exact value is ~0.39 (notes/llc.md), so
+    the sampler is checked against the exact quadrature value, not against 1/2."""
+    tspec = models.make_mlp([1, 1, 1], "identity", False)
+    truth = models.unflatten(tspec, jnp.zeros(2))
+    ds = data.synthesize(jax.random.key(3), tspec, truth, 10000, 1.0, dist="normal")
+    p = Problem.make(tspec, ds)
+    nbeta = lc.default_nbeta(p.n)
+    exact = _exact_abx(p, nbeta, 1.0)
+    res = lc.llc_for_problem(jax.random.key(0), p, jnp.zeros(2), sampler="mala",
+                             num_chains=8, num_draws=4000)
+    assert abs(res.mean - exact) < Z_MAX * _mcse(res), (res.mean, exact, _mcse(res))
+    assert 0.3 < exact < 0.5
+
+
+@pytest.mark.slow
+def test_potential_w1sq_w2quartic_is_one_quarter():
+    """K = w1^2 w2^4 has lambda = 1/4 (m = 1). At nbeta = 1e4 the exact value is 0.2358
+    (quadrature), within 6% of 1/4; the estimate must match it within MC error and 1/4 within 10%."""
+    K = lambda w: w[0] ** 2 * w[1] ** 4
+    t = 1e4
+    exact = _exact_w1w2(t)
+    res = lc.estimate_llc(jax.random.key(0), K, jnp.zeros(2), nbeta=t, sampler="mala",
+                          num_chains=8, num_draws=20000, num_burnin=2000)
+    assert abs(res.mean - exact) < Z_MAX * _mcse(res), (res.mean, exact, _mcse(res))
+    assert abs(res.mean - 0.25) < 0.1 * 0.25
+
+
+# ----------------------------------------------------------------------------- reduced rank
+RRR_CASES = [
+    # (M, H, N, r): Aoyagi's branch
+    (4, 3, 6, 1),   # case 1 (N+r <= M+H, M+r <= N+H, H+r <= M+N), M+H+N+r even: 7.5
+    (3, 2, 7, 1),   # case 2 (M+H < N+r): 5.5
+    (7, 2, 3, 1),   # case 3 (N+H < M+r): 5.5
+    (2, 4, 2, 1),   # case 4 (M+N < H+r): MN/2 = 2
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", RRR_CASES)
+def test_reduced_rank_regression_at_truth(case):
+    p, w0 = rrr_problem(*case)
+    lam = lc.rrr_lambda(*case)
+    res = lc.llc_for_problem(jax.random.key(0), p, w0, sampler="mala", num_chains=8, num_draws=2000)
+    assert res.warnings == ()
+    assert abs(res.mean - lam) < 0.1 * lam + Z_MAX * _mcse(res), (case, res.mean, lam)
+
+
+def test_rrr_lambda_formula_examples():
+    assert lc.rrr_lambda(5, 3, 5, 1) == 8
+    assert lc.rrr_lambda(3, 3, 3, 1) == 4
+    assert lc.rrr_lambda(4, 3, 8, 1) == 8.5
+    assert lc.rrr_lambda(3, 8, 4, 2) == 6
+
+
+# ----------------------------------------------------------------------------- stage / CLI
+def _rrr_config(tmp_path, **llc):
+    import yaml
+
+    cfg = {"name": "rrr", "seed": 0, "model": {"widths": [3, 2, 3], "activation": "identity", "bias": False},
+           "truth": {"widths": [3, 1, 3], "random": {"seed": 0}},
+           "data": {"n": 500, "x": {"dist": "normal"}},
+           "llc": {"num_chains": 2, "num_draws": 100, **llc}}
+    path = tmp_path / "rrr.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_llc_writes_summary_and_figure(tmp_path):
+    import json
+
+    from slt import cli
+
+    path = _rrr_config(tmp_path)
+    assert cli.main(["llc", str(path), "--out", str(tmp_path / "runs"), "--quiet", "--no-cache"]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    s = json.loads((run / "summary.json").read_text())
+    assert s["complete"] is True
+    llc = s["llc"]
+    for key in ("mean", "std", "per_chain", "w_star", "L_n_w_star", "sampler", "nbeta", "gamma",
+                "step_size", "num_chains", "num_draws", "acceptance"):
+        assert key in llc, key
+    assert llc["w_star"] == "truth" and llc["sampler"] == "mala" and len(llc["per_chain"]) == 2
+    assert abs(llc["nbeta"] - 500 / math.log(500)) < 1e-9
+    assert (run / "llc_traces.png").exists() and (run / "llc_traces.npz").exists()
+
+
+def test_cli_calibrate_writes_grid(tmp_path):
+    import json
+
+    from slt import cli
+
+    path = _rrr_config(tmp_path, sampler="sgld")
+    code = cli.main(["calibrate", str(path), "--out", str(tmp_path / "cal"), "--quiet", "--no-cache",
+                     "--step-sizes", "1e-4", "1e-3", "--nbetas", "50", "80"])
+    assert code == 0
+    run = next((tmp_path / "cal").iterdir())
+    s = json.loads((run / "summary.json").read_text())
+    assert s["complete"] is True and len(s["llc_calibration"]["grid"]) == 4
+    assert (run / "calibration.png").exists() and (run / "calibration.csv").exists()
+
+
+def test_bad_llc_input_is_a_config_error(tmp_path):
+    from slt import cli, config
+
+    path = _rrr_config(tmp_path, at="params", params=[{"W": [[1.0, 2.0]]}, {"W": [[1.0]]}])
+    with pytest.raises(config.ConfigError, match="llc.params"):
+        config.load(path)
+    assert cli.main(["llc", str(path), "--quiet", "--no-cache"]) == 2
+    with pytest.raises(config.ConfigError, match="llc.batch_size"):
+        config.load(_rrr_config(tmp_path, sampler="mala", batch_size=10))
+    with pytest.raises(config.ConfigError, match="llc.sampler"):
+        config.load(_rrr_config(tmp_path, sampler="sgd"))
