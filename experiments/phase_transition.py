@@ -61,6 +61,8 @@ parser.add_argument("--config", default=str(ROOT / "configs" / "phase_transition
 parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 parser.add_argument("--small", action="store_true", help="tiny settings (the test suite)")
 parser.add_argument("--full", action="store_true", help="the config as written (default)")
+parser.add_argument("--replot", action="store_true", help="redraw the occupancy figure from "
+                    "the saved phase_transition.json (no sampling)")
 parser.add_argument("--out", default=None, help="figure directory (default: figures/, or a "
                     "temporary directory with --small)")
 argv = (shlex.split(os.environ.get("SLT_PHASE_ARGS", "")) if "ipykernel" in sys.modules
@@ -155,6 +157,26 @@ def starts(key, w_true, w_deg, num_chains: int):
     return init, group
 
 
+def phase_free_energies(r: dict) -> dict:
+    """Per-phase free energies from per-phase draws: ``F_k ~ n L_min,k + lambda_k log n`` with
+    ``lambda_k = E[n L_n | phase k] - n L_min,k`` (at beta = 1, ``E^beta[n L_n] ~ n L_min +
+    lambda / beta``: a local learning coefficient from the draws of that phase). Chains stuck
+    in one phase still give each phase's *local* average, so this comparison does not need
+    chains to cross between phases. A phase with fewer than 10 draws falls back to the
+    derived lambda. ``r`` is one result record (occupancy and mean L_n per phase)."""
+    n, occ, ml = r["n"], np.asarray(r["occupancy"]), np.asarray(r["mean_loss"], float)
+    total = r["num_draws"]
+    w_two = occ[0] + occ[3]                       # two kinks: true or other
+    mean_two = (np.nansum([occ[0] * ml[0], occ[3] * ml[3]]) / w_two) if w_two > 0 else None
+    lam_two = n * (mean_two - r["L_true_min"]) if w_two * total >= 10 else None
+    lam_deg = n * (ml[1] - r["L_deg_min"]) if occ[1] * total >= 10 else None
+    F_two = n * r["L_true_min"] + (LAMBDA_TRUE if lam_two is None else lam_two) * math.log(n)
+    F_deg = n * r["L_deg_min"] + (LAMBDA_DEG if lam_deg is None else lam_deg) * math.log(n)
+    z = min(F_deg - F_two, 700.0)
+    return {"lambda_two_node": lam_two, "lambda_degenerate": lam_deg, "F_two_node": F_two,
+            "F_degenerate": F_deg, "free_energy_degenerate": 1.0 / (1.0 + math.exp(z))}
+
+
 def run_point(t: float, n: int, index: int) -> dict:
     t0 = time.perf_counter()
     problem = make_problem(t, n, index)
@@ -184,14 +206,18 @@ def run_point(t: float, n: int, index: int) -> dict:
         "group_degenerate": [float(g.occupancy[deg]) for g in by_group],
         "group_se": [float(g.se[deg]) for g in by_group],
         "L_true_min": L_true, "L_deg_min": L_deg, "n_dL": n * dL,
-        "predicted_degenerate": predicted_degenerate(n, dL),
+        "predicted_degenerate": predicted_degenerate(n, dL), "num_draws": int(lab.labels.size),
         "divergences": int(res.diverging.sum()), "mean_tree_steps": float(res.num_steps.mean()),
         "seconds": time.perf_counter() - t0,
     }
+    fe = phase_free_energies(out)
+    out.update(fe)
     print(f"t={t:.3f} n={n}: degenerate {occ.occupancy[deg]:.2f} +- {occ.se[deg]:.2f} "
           f"(groups {[round(g, 2) for g in out['group_degenerate']]}), true "
           f"{occ.occupancy[0]:.2f}, other {occ.occupancy[3]:.2f}; n dL = {n * dL:.1f} vs "
-          f"1.5 log n = {1.5 * math.log(n):.1f}; switches/chain {occ.switches.mean():.1f}; "
+          f"1.5 log n = {1.5 * math.log(n):.1f}; lambda-hat two-node {fe['lambda_two_node']}, "
+          f"degenerate {fe['lambda_degenerate']}; free-energy occupancy "
+          f"{fe['free_energy_degenerate']:.2f}; switches/chain {occ.switches.mean():.1f}; "
           f"{out['seconds']:.0f} s", flush=True)
     keep = {"w_hat": np.asarray(symmetry.split(SPEC, w_hat).W), "loss": res.loss,
             "labels": lab.labels, "truth_nodes": np.asarray(symmetry.split(SPEC, jnp.asarray(tw)).W)
@@ -204,7 +230,13 @@ def run_point(t: float, n: int, index: int) -> dict:
 
 # %%
 results_t, pictures = [], {}
-for i, t in enumerate(ph.t):
+if args.replot:
+    saved = json.loads((out_dir / "phase_transition.json").read_text())
+    for r in saved["by_t"] + saved["by_n"]:
+        r.setdefault("num_draws", saved["settings"]["num_chains"] * saved["settings"]["num_samples"])
+        r.update(phase_free_energies(r))
+    results_t = saved["by_t"]
+for i, t in enumerate([] if args.replot else ph.t):
     out, keep = run_point(float(t), cfg.data.n, i)
     results_t.append(out)
     if any(abs(t - p) < 1e-9 for p in ph.pictures) or abs(t - ph.t_for_n) < 1e-9:
@@ -214,8 +246,8 @@ for i, t in enumerate(ph.t):
 # ## The same trade-off as n varies at fixed t
 
 # %%
-results_n, pictures_n = [], {}
-for j, n in enumerate(ph.n):
+results_n, pictures_n = ([saved["by_n"][j] for j in range(len(saved["by_n"]))], {}) if args.replot else ([], {})
+for j, n in enumerate([] if args.replot else ph.n):
     reuse = [r for r in results_t if abs(r["t"] - ph.t_for_n) < 1e-9 and r["n"] == n]
     if reuse:
         results_n.append(reuse[0])
@@ -247,12 +279,16 @@ gplots.phase_occupancy(ts, occ, se, names, xlabel="t (true nodes at angles t and
                        title=f"posterior phase occupancy, n = {cfg.data.n}, beta = 1")
 ax_t.plot(ts, [r["predicted_degenerate"] for r in results_t], "k--", lw=1,
           label=r"asymptotic $1/(1+e^{n\Delta L - 1.5\log n})$")
+ax_t.plot(ts, [r["free_energy_degenerate"] for r in results_t], "s:", color="C3", ms=4, lw=1,
+          mfc="none", label=r"degenerate from per-phase $\hat F$")
 ax_t.legend(fontsize=7)
 ns = [r["n"] for r in results_n]
 occ_n, se_n = table(results_n)
 gplots.phase_occupancy(ns, occ_n, se_n, names, xlabel="n", ax=ax_n, logx=True,
                        title=f"the same trade-off in n at t = {ph.t_for_n}")
 ax_n.plot(ns, [r["predicted_degenerate"] for r in results_n], "k--", lw=1, label="asymptotic")
+ax_n.plot(ns, [r["free_energy_degenerate"] for r in results_n], "s:", color="C3", ms=4, lw=1,
+          mfc="none", label=r"degenerate from per-phase $\hat F$")
 ax_n.legend(fontsize=7)
 fig.suptitle("Two-node ReLU truth w1=(cos t, sin t), w2=(-cos t, sin t), b=-0.3, q=1, c=0; "
              f"x~U[-1,1]^2; NUTS, {sc.num_chains} chains x {sc.num_samples} draws per point",
@@ -260,26 +296,31 @@ fig.suptitle("Two-node ReLU truth w1=(cos t, sin t), w2=(-cos t, sin t), b=-0.3,
 fig.tight_layout()
 fig.savefig(out_dir / "phase_transition_occupancy.png", dpi=110)
 
+if args.replot:  # pictures need the draws: only the occupancy figure is redrawn
+    pictures, pictures_n = {}, {}
 panels = [(f"t = {t:.2f}: degenerate {np.mean(pictures[t]['labels'] == 1):.0%}",
            pictures[t]["w_hat"].reshape(-1, 2, 2), pictures[t]["truth_nodes"])
           for t in sorted(pictures) if any(abs(t - p) < 1e-9 for p in ph.pictures)]
-fig_p = gplots.node_scatter(panels, lim=2.6, title=f"normalised nodes w_hat_i = |q_i| w_i of every "
+if panels:
+    fig_p = gplots.node_scatter(panels, lim=2.6, title=f"normalised nodes w_hat_i = |q_i| w_i of every "
                             f"draw, n = {cfg.data.n}, beta = 1 (stars: true nodes)")
-fig_p.savefig(out_dir / "phase_transition_posteriors.png", dpi=110)
+    fig_p.savefig(out_dir / "phase_transition_posteriors.png", dpi=110)
 
 panels_n = [(f"n = {n}: degenerate {np.mean(pictures_n[n]['labels'] == 1):.0%}",
              pictures_n[n]["w_hat"].reshape(-1, 2, 2), pictures_n[n]["truth_nodes"])
-            for n in ph.n]
-fig_n = gplots.node_scatter(panels_n, lim=2.6, title=f"normalised nodes at t = {ph.t_for_n}, "
+            for n in ph.n if n in pictures_n]
+if panels_n:
+    fig_n = gplots.node_scatter(panels_n, lim=2.6, title=f"normalised nodes at t = {ph.t_for_n}, "
                             "beta = 1, as n grows (stars: true nodes)")
-fig_n.savefig(out_dir / "phase_transition_n.png", dpi=110)
+    fig_n.savefig(out_dir / "phase_transition_n.png", dpi=110)
 
 tp = float(ph.t_for_n)
-k = pictures[tp]
-fig_h = gplots.node_histograms(k["w_hat"], k["loss"], labels=k["labels"], names=names,
-                               truth_loss=k["L_truth"],
-                               title=f"t = {tp}, n = {cfg.data.n}, beta = 1: node sizes and L_n by phase")
-fig_h.savefig(out_dir / "phase_transition_histograms.png", dpi=110)
+k = pictures.get(tp)
+if k is not None:
+    fig_h = gplots.node_histograms(k["w_hat"], k["loss"], labels=k["labels"], names=names,
+                                   truth_loss=k["L_truth"],
+                                   title=f"t = {tp}, n = {cfg.data.n}, beta = 1: node sizes and L_n by phase")
+    fig_h.savefig(out_dir / "phase_transition_histograms.png", dpi=110)
 
 # %% [markdown]
 # ## Where the transition is, and how we know the occupancies are converged
@@ -310,10 +351,13 @@ summary = {
     "half_degenerate_t_measured": crossing(results_t),
     "half_degenerate_t_predicted": crossing([{"t": r["t"], "p": r["predicted_degenerate"]}
                                             for r in results_t], key="p"),
+    "half_degenerate_t_free_energy": crossing([{"t": r["t"], "p": r["free_energy_degenerate"]}
+                                              for r in results_t], key="p"),
     "group_agreement": agreement,
 }
 (out_dir / "phase_transition.json").write_text(json.dumps(summary, indent=1))
 print("degenerate occupancy reaches 1/2 at t =", summary["half_degenerate_t_measured"],
-      "(asymptotic prediction", summary["half_degenerate_t_predicted"], ")")
+      "(asymptotic prediction", summary["half_degenerate_t_predicted"], "; per-phase free energies",
+      summary["half_degenerate_t_free_energy"], ")")
 for a in agreement:
     print(f"t={a['t']}, n={a['n']}: group A - group B = {a['diff']:+.2f} (z = {a['z']})")

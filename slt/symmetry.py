@@ -88,6 +88,11 @@ def normalise(spec: models.MLP, w: jax.Array) -> jax.Array:
     if spec.activation not in ("relu", "identity"):
         raise ValueError("normalise: needs a positively homogeneous activation (relu, identity), "
                          f"got {spec.activation!r}")
+    return _normalise(spec, jnp.asarray(w))
+
+
+@jax.jit(static_argnums=0)
+def _normalise(spec: models.MLP, w: jax.Array) -> jax.Array:
     n = split(spec, w)
     scale = jnp.linalg.norm(n.Q, axis=-1)                         # (..., h)
     safe = jnp.where(scale > 0, scale, 1.0)
@@ -98,7 +103,8 @@ def normalise(spec: models.MLP, w: jax.Array) -> jax.Array:
 def permute(spec: models.MLP, w: jax.Array, perm: jax.Array) -> jax.Array:
     """Reorder the hidden nodes: node k of the result is node ``perm[k]`` of ``w``.
     ``perm`` has shape (..., h) matching the batch axes of ``w``."""
-    n = split(spec, w)
+    n = split(spec, jnp.asarray(w))
+    perm = jnp.asarray(perm)
     take = lambda a: jnp.take_along_axis(a, perm.reshape(perm.shape + (1,) * (a.ndim - perm.ndim)), axis=perm.ndim - 1)
     return join(spec, Nodes(take(n.W), take(n.b), take(n.Q), n.c))
 
@@ -129,22 +135,23 @@ def canonicalise(spec: models.MLP, w: jax.Array, reference: jax.Array | None = N
     """
     w = jnp.asarray(w)
     if reference is None:
-        perm = jnp.argsort(node_angle(spec, w), axis=-1, stable=True)
-        return permute(spec, w, perm)
+        return _sort_by_angle(spec, w)
     return permute(spec, w, match_permutation(spec, w, reference))
+
+
+@jax.jit(static_argnums=0)
+def _sort_by_angle(spec: models.MLP, w: jax.Array) -> jax.Array:
+    return permute(spec, w, jnp.argsort(node_angle(spec, w), axis=-1, stable=True))
 
 
 def match_permutation(spec: models.MLP, w: jax.Array, reference: jax.Array) -> jax.Array:
     """The permutation (..., h) matching the nodes of ``w`` to those of ``reference``."""
     h = spec.widths[1]
-    v = _node_vectors(spec, w)                                   # (..., h, k)
-    r = _node_vectors(spec, jnp.asarray(reference, v.dtype))     # (h, k)
-    cost = jnp.sum((v[..., :, None, :] - r[None, :, :]) ** 2, axis=-1)  # (..., h_w, h_ref)
+    w = jnp.asarray(w)
+    reference = jnp.asarray(reference, w.dtype)
     if h <= MAX_BRUTE_FORCE:
-        perms = jnp.asarray(list(itertools.permutations(range(h))))     # (P, h), identity first
-        # total cost of assigning draw node perms[p, k] to reference node k
-        total = jnp.sum(cost[..., perms, jnp.arange(h)], axis=-1)      # (..., P)
-        return perms[jnp.argmin(total, axis=-1)]
+        return _brute_force_match(spec, w, reference)
+    cost = _match_cost(spec, w, reference)
     from scipy.optimize import linear_sum_assignment
 
     c = np.asarray(cost)
@@ -154,6 +161,23 @@ def match_permutation(spec: models.MLP, w: jax.Array, reference: jax.Array) -> j
         rows, cols = linear_sum_assignment(m)
         out[i, cols] = rows
     return jnp.asarray(out.reshape(c.shape[:-2] + (h,)))
+
+
+@jax.jit(static_argnums=0)
+def _match_cost(spec: models.MLP, w: jax.Array, reference: jax.Array) -> jax.Array:
+    v = _node_vectors(spec, w)                                   # (..., h, k)
+    r = _node_vectors(spec, reference)                           # (h, k)
+    return jnp.sum((v[..., :, None, :] - r[None, :, :]) ** 2, axis=-1)  # (..., h_w, h_ref)
+
+
+@jax.jit(static_argnums=0)
+def _brute_force_match(spec: models.MLP, w: jax.Array, reference: jax.Array) -> jax.Array:
+    h = spec.widths[1]
+    cost = _match_cost(spec, w, reference)
+    perms = jnp.asarray(list(itertools.permutations(range(h))))  # (P, h), identity first
+    # total cost of assigning draw node perms[p, k] to reference node k
+    total = jnp.sum(cost[..., perms, jnp.arange(h)], axis=-1)    # (..., P)
+    return perms[jnp.argmin(total, axis=-1)]
 
 
 # ----------------------------------------------------------------------------- phases

@@ -13,29 +13,33 @@ X = np.random.default_rng(0).uniform(-1, 1, (64, 3))
 
 
 def _f(spec, w):
-    x = jnp.asarray(X[:, : spec.d_in], jnp.float32)
-    return jax.vmap(lambda v: models.apply_flat(spec, v, x))(w)
+    """The network function in plain numpy (no per-shape compilation)."""
+    n = symmetry.split(spec, jnp.asarray(w))
+    x = X[:, : spec.d_in]
+    pre = np.einsum("md,bhd->bmh", x, np.asarray(n.W)) + np.asarray(n.b)[:, None, :]
+    act = np.maximum(pre, 0) if spec.activation == "relu" else pre
+    return np.einsum("bmh,bho->bmo", act, np.asarray(n.Q)) + np.asarray(n.c)[:, None, :]
+
+
+SPECS = [models.make_mlp([2, 2, 1]), models.make_mlp([1, 3, 1], bias=False),
+         models.make_mlp([3, 4, 2]), models.make_mlp([2, 5, 1], "identity")]
 
 
 @st.composite
 def networks(draw):
-    d_in = draw(st.integers(1, 3))
-    h = draw(st.integers(1, 5))
-    d_out = draw(st.integers(1, 2))
-    bias = draw(st.booleans())
-    act = draw(st.sampled_from(["relu", "identity"]))
-    spec = models.make_mlp([d_in, h, d_out], act, bias)
+    # a few architectures (each compiles once), random parameters within them
+    spec = draw(st.sampled_from(SPECS))
     seed = draw(st.integers(0, 2 ** 31 - 1))
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(4, models.num_params(spec))) * rng.uniform(0.1, 3.0)
     # switch some nodes off (q_i = 0): normalisation must map them to the zero node
     n = symmetry.split(spec, jnp.asarray(w, jnp.float32))
-    off = rng.random((4, h)) < 0.25
+    off = rng.random((4, spec.widths[1])) < 0.25
     w = symmetry.join(spec, n._replace(Q=jnp.where(off[..., None], 0.0, n.Q)))
     return spec, w
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(networks())
 def test_normalise_keeps_function_and_is_idempotent(net):
     spec, w = net
@@ -46,7 +50,7 @@ def test_normalise_keeps_function_and_is_idempotent(net):
     assert np.all((np.abs(q - 1) < 1e-5) | (q == 0))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(networks(), st.booleans())
 def test_canonicalise_keeps_function_and_is_idempotent(net, to_reference):
     spec, w = net

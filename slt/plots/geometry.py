@@ -15,12 +15,15 @@ def fisher_spectrum(eigenvalues, tolerance: float, *, rank: int | None = None,
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    floor = max(tolerance * 1e-6, 1e-300)
-    shown = np.maximum(np.abs(ev), floor)
+    top = max(float(np.max(ev)), 1e-300) if ev.size else 1.0
+    eps_level = np.finfo(np.float64).eps * top           # float64 rounding level of eigvalsh
+    floor = eps_level * 1e-2
+    shown = np.maximum(np.abs(ev), eps_level)             # eigenvalues below rounding drawn at it
     colours = ["C0" if e > tolerance else "C3" for e in ev]
-    ax.bar(np.arange(1, ev.size + 1), shown, color=colours, bottom=floor * 0.5)
+    ax.bar(np.arange(1, ev.size + 1), shown - floor, color=colours, bottom=floor)
     ax.set_yscale("log")
-    ax.axhline(tolerance, color="k", ls="--", lw=1, label=f"tolerance {tolerance:.1e}")
+    ax.axhline(tolerance, color="k", ls="--", lw=1, label=f"rank tolerance {tolerance:.1e}")
+    ax.axhline(eps_level, color="0.5", ls=":", lw=1, label="float64 rounding level")
     ax.set_xlabel("eigenvalue index k")
     ax.set_ylabel(r"$|\lambda_k(I(w))|$")
     ax.set_xticks(np.arange(1, ev.size + 1))
@@ -65,12 +68,13 @@ def node_scatter(panels, *, truth_nodes=None, title: str = "", max_points: int =
         else:
             for i in range(h):
                 a.scatter(pts[:, i, 0], pts[:, i, 1], s=2, alpha=0.25, color=f"C{i}",
-                          label=f"node {i + 1}", rasterized=True)
+                          rasterized=True)
+                a.plot([], [], "o", ms=4, color=f"C{i}", label=f"node {i + 1}")
         tn = truth_nodes if tn is None else tn
         if tn is not None:
             tn = np.asarray(tn)
-            a.scatter(tn[:, 0], tn[:, 1], marker="*", s=160, color="k", edgecolor="w",
-                      zorder=5, label="truth")
+            a.scatter(tn[:, 0], tn[:, 1], marker="*", s=160, color="k", edgecolor="w", zorder=5)
+            a.plot([], [], "*", ms=9, color="k", label="true nodes")
         a.axhline(0, color="0.8", lw=0.5, zorder=-1)
         a.axvline(0, color="0.8", lw=0.5, zorder=-1)
         if lim is not None:
@@ -80,9 +84,7 @@ def node_scatter(panels, *, truth_nodes=None, title: str = "", max_points: int =
         a.set_xlabel(r"$\hat w_{i,1} = |q_i| w_{i,1}$")
         a.set_ylabel(r"$\hat w_{i,2} = |q_i| w_{i,2}$")
         a.set_title(label, fontsize=9)
-        leg = a.legend(fontsize=7, loc="lower right", markerscale=3)
-        for lh in leg.legend_handles:
-            lh.set_alpha(1)
+        a.legend(fontsize=7, loc="lower right")
     for a in axes.flat[k:]:
         a.axis("off")
     if title:

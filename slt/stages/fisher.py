@@ -48,7 +48,8 @@ def run(ctx: Context) -> StageOutput:
         figures["fisher_spectrum"] = plots.fisher_spectrum(
             res.spectrum.eigenvalues, res.spectrum.tolerance, rank=res.spectrum.rank,
             gap=res.spectrum.gap_at_tolerance,
-            title=f"Fisher spectrum at {cfg.at} (n={p.n}): rank {res.spectrum.rank} of {p.d}")
+            title=f"Fisher spectrum at {cfg.at} (n={p.n}): rank {res.spectrum.rank} of {p.d}, "
+                  f"gap {res.spectrum.gap_at_tolerance:.1e}")
         if cfg.population:
             xp = _population_inputs(ctx, cfg.population_n)
             pop = fisher_mod.fisher(spec, w, xp, noise, cfg.rtol)
