@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             from slt import sweep
 
+            runs.check_data_file(cfg, max(cfg.sweep.n))   # bad data: exit 2 before any directory
             run_dir = sweep.run_sweep(cfg, out_dir=args.out, backend=args.backend,
                                       address=args.address, num_cpus=args.num_cpus, log=log)
         elif args.command == "calibrate":

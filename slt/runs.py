@@ -116,6 +116,21 @@ def build_context(cfg: Config) -> Context:
     return ctx
 
 
+def check_data_file(cfg: Config, n: int | None = None) -> None:
+    """Load ``data.file`` (first ``n`` rows) only to validate it: a bad data file is bad input,
+    reported as :class:`ConfigError` before any directory exists (sweeps call this up front
+    with their largest n; ``slt run`` finds the same problems in :func:`build_context`)."""
+    if cfg.data.file is None:
+        return
+    from slt import data as data_mod
+
+    d_in, d_out = cfg.model.widths[0], cfg.model.widths[-1]
+    try:
+        data_mod.load(Path(cfg.base_dir) / cfg.data.file, d_in, d_out, n)
+    except data_mod.DataFileError as exc:
+        raise ConfigError("data.file", str(exc)) from None
+
+
 # ----------------------------------------------------------------------------- disk
 def atomic_write(path: Path, writer: Callable[[Path], None] | str | bytes) -> None:
     """Write ``path`` via a temporary file in the same directory and an atomic rename.
