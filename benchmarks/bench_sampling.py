@@ -1,0 +1,203 @@
+"""NUTS on the headline two-node ReLU posterior: slt vs the hand-written numpyro peer.
+
+Both run in ONE process on the SAME data: the peer's model, data and settings are those of
+``../shared/bench/numpyro_baseline.py`` (copied verbatim below; n = 1000, x ~ U[-2, 2]^2,
+its own one-node truth, ``MCMC(NUTS(model))`` with 4 chains x (1000 warmup + 1000 draws),
+``chain_method="vectorized"``). slt samples the same posterior with :func:`slt.samplers.sample`.
+
+The figure of merit is ESS per second on ``L_n``: ArviZ bulk ESS of the per-draw empirical
+loss (computed identically for both from the draws), divided by the wall time of the whole
+sampling call *including compilation* (the persistent compilation cache is off here unless
+``--cache``, so neither side reuses compiled code from an earlier process). The minimum bulk
+ESS over raw parameters is printed for reference only: it is meaningless under the hidden-node
+permutation symmetry (chains sit in different labellings), which is why ``L_n`` is the target.
+
+Run:  python benchmarks/bench_sampling.py [--levers] [--csv out.csv]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+if __name__ == "__main__":  # before jax is imported: one XLA CPU device per core
+    from slt.cli import configure_jax
+
+    configure_jax(cache="--cache" in sys.argv)
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from slt import diagnostics, models, samplers
+from slt.data import Dataset
+from slt.posterior import Problem
+
+
+# ------------------------------------------------------------------ the peer (verbatim model)
+def peer_data(n: int):
+    """The peer's data: numpy seed 0, x ~ U[-2,2]^2, one-node truth, unit noise (float32)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, size=(n, 2)).astype(np.float32)
+    w0, b0, q0, c0 = np.array([[1.0, 0.5]]), np.array([-0.3]), np.array([1.2]), 0.1
+    y = (np.maximum(x @ w0.T + b0, 0) @ q0 + c0 + rng.normal(size=n)).astype(np.float32)
+    return x, y
+
+
+def _peer_model():
+    import numpyro
+    import numpyro.distributions as dist
+
+    def f(x, w1, b1, q, c):
+        return jnp.maximum(x @ w1.T + b1, 0.0) @ q + c
+
+    def model(x, y=None):
+        w1 = numpyro.sample("w1", dist.Normal(0, 1).expand([2, 2]).to_event(2))
+        b1 = numpyro.sample("b1", dist.Normal(0, 1).expand([2]).to_event(1))
+        q = numpyro.sample("q", dist.Normal(0, 1).expand([2]).to_event(1))
+        c = numpyro.sample("c", dist.Normal(0, 1))
+        numpyro.sample("y", dist.Normal(f(x, w1, b1, q, c), 1.0), obs=y)
+
+    return model
+
+
+def run_peer(x, y, num_chains=4, num_warmup=1000, num_samples=1000, chain_method="vectorized"):
+    """The peer script's MCMC call, timed the same way; returns flat draws (chains, draws, 9)."""
+    from numpyro.infer import MCMC, NUTS
+
+    t0 = time.perf_counter()
+    mcmc = MCMC(NUTS(_peer_model()), num_warmup=num_warmup, num_samples=num_samples,
+                num_chains=num_chains, chain_method=chain_method, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), x, y, extra_fields=("num_steps",))
+    s = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+    wall = time.perf_counter() - t0
+    c, k = s["c"].shape
+    # slt's flat order for [2, 2, 1]: W1 row-major, b1, W2 = q, b2 = c
+    flat = np.concatenate([np.asarray(s["w1"]).reshape(c, k, 4), np.asarray(s["b1"]),
+                           np.asarray(s["q"]), np.asarray(s["c"])[..., None]], axis=-1)
+    steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
+    return flat, wall, float(steps.mean()), 0
+
+
+def peer_init(x, y, num_chains=4):
+    """The peer's starting points (numpyro's init_to_uniform(-2, 2) with MCMC.run's key split),
+    flattened in slt's order, so both samplers start every chain from the same point."""
+    from numpyro.infer.util import initialize_model
+
+    keys = jax.random.split(jax.random.PRNGKey(0), num_chains)
+    _, init_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
+    info = initialize_model(init_keys, _peer_model(), model_args=(x, y))[0]
+    z = info.z
+    return jnp.concatenate([z["w1"].reshape(num_chains, 4), z["b1"], z["q"], z["c"][:, None]], -1)
+
+
+def problem_for(x, y) -> Problem:
+    spec = models.make_mlp([2, 2, 1], "relu", True)
+    return Problem.make(spec, Dataset(np.asarray(x), np.asarray(y).reshape(-1, 1)), 1.0, 1.0)
+
+
+def run_slt(problem: Problem, num_chains=4, num_warmup=1000, num_samples=1000, seed=0, init=None,
+            **kwargs):
+    """slt's sampler on the same posterior; ``init`` (chains, d) defaults to prior draws (as
+    ``slt run`` does)."""
+    key = jax.random.key(seed)
+    if init is None or len(init) != num_chains:
+        init = samplers.prior_draws(jax.random.fold_in(key, 1), num_chains, problem.d,
+                                    problem.prior_std)
+    t0 = time.perf_counter()
+    res = samplers.sample(key, problem, init, 1.0, num_warmup=num_warmup,
+                          num_samples=num_samples, progress_bar=False, **kwargs)
+    wall = time.perf_counter() - t0
+    return res.positions, wall, float(res.num_steps.mean()), int(res.diverging.sum()), res.loss
+
+
+def score(name, problem, positions, wall, mean_steps, divergences, loss=None, **extra):
+    """ESS/s on L_n (ArviZ bulk ESS of per-draw L_n), identically for every sampler."""
+    if loss is None:
+        loss = np.asarray(jax.jit(jax.vmap(jax.vmap(problem.loss)))(jnp.asarray(positions)))
+    loss = np.asarray(loss, dtype=float)
+    ess_loss = float(diagnostics.ess_bulk(loss[..., None])[0])
+    ess_raw = float(np.min(diagnostics.ess_bulk(np.asarray(positions, float))))
+    rhat_loss = float(diagnostics.rhat(loss[..., None])[0])
+    return dict(name=name, wall_s=round(wall, 3), ess_loss=round(ess_loss, 1),
+                ess_per_s=round(ess_loss / wall, 2), ess_raw_min=round(ess_raw, 1),
+                rhat_loss=round(rhat_loss, 4), mean_leapfrog=round(mean_steps, 1),
+                divergences=divergences, E_L_n=round(float(loss.mean()), 5), **extra)
+
+
+# (name, slt kwargs) -- the levers measured with --levers; the first is slt's default
+def lever_grid(num_warmup: int):
+    return [
+        ("slt default (warmup 500)", dict(num_warmup=500)),
+        (f"slt warmup {num_warmup} (as peer)", dict(num_warmup=num_warmup)),
+        ("slt warmup 250", dict(num_warmup=250)),
+        ("slt max_tree_depth 6", dict(num_warmup=500, max_tree_depth=6)),
+        ("slt max_tree_depth 10", dict(num_warmup=500, max_tree_depth=10)),
+        ("slt dense mass", dict(num_warmup=500, dense_mass=True)),
+        ("slt chunk 1000", dict(num_warmup=500, chunk_size=1000)),
+        ("slt chunk 50", dict(num_warmup=500, chunk_size=50)),
+        ("slt 8 chains x 500 draws", dict(num_warmup=500, num_chains=8, num_samples=500)),
+    ]
+
+
+def main(argv=None, n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False,
+         peer=True, log=print):
+    """Run the peer and slt side by side; returns a list of result rows (dicts)."""
+    x, y = peer_data(n)
+    problem = problem_for(x, y)
+    init = peer_init(x, y, num_chains)  # paired starts: ESS(L_n) is sensitive to which mode
+    rows = []                           # each chain falls into (R-hat flags a split)
+    if peer:
+        flat, wall, steps, div = run_peer(x, y, num_chains, num_warmup, num_samples)
+        rows.append(score("numpyro peer (vectorized)", problem, flat, wall, steps, div,
+                          num_warmup=num_warmup))
+        log(_fmt(rows[-1]))
+    configs = lever_grid(num_warmup) if levers else lever_grid(num_warmup)[:2]
+    for name, kw in configs:
+        kw = dict(kw)
+        chains = kw.pop("num_chains", num_chains)
+        draws = kw.pop("num_samples", num_samples)
+        pos, wall, steps, div, loss = run_slt(problem, chains, num_samples=draws, init=init, **kw)
+        rows.append(score(name, problem, pos, wall, steps, div, loss,
+                          num_warmup=kw.get("num_warmup")))
+        log(_fmt(rows[-1]))
+    if peer:
+        base = rows[0]["ess_per_s"]
+        for r in rows:
+            r["ratio_vs_peer"] = round(r["ess_per_s"] / base, 2) if base > 0 else float("nan")
+    for r in rows:
+        r.update(devices=jax.local_device_count(), n=n)
+    return rows
+
+
+def _fmt(r):
+    return (f"{r['name']:<32s} wall={r['wall_s']:7.2f}s ESS(L_n)={r['ess_loss']:7.1f} "
+            f"ESS/s={r['ess_per_s']:7.2f} minESS(raw)={r['ess_raw_min']:6.1f} "
+            f"Rhat(L_n)={r['rhat_loss']:.3f} leapfrog={r['mean_leapfrog']:.1f} div={r['divergences']}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1000, help="the peer's warmup (slt default: 500)")
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--levers", action="store_true", help="also measure each slt lever")
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--cache", action="store_true", help="use the persistent compilation cache")
+    ap.add_argument("--csv", default=None)
+    a = ap.parse_args()
+    out = main(n=a.n, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples,
+               levers=a.levers, peer=not a.no_peer)
+    for r in out:
+        if "ratio_vs_peer" in r:
+            print(f"{r['name']:<32s} ESS/s ratio vs peer: {r['ratio_vs_peer']:.2f}x")
+    if a.csv:
+        import csv
+
+        keys = sorted({k for r in out for k in r})
+        with open(a.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, keys)
+            w.writeheader()
+            w.writerows(out)
