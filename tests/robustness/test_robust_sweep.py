@@ -53,7 +53,14 @@ def reference(tmp_path_factory):
     res = run_cli(["sweep", cfg, "--out", tmp / "out", "--quiet"])
     assert res.rc == 0, res
     REPORT.append(f"uninterrupted {len(SEEDS)}-point sweep (in-process): {time.perf_counter() - t0:.1f} s")
-    return sweep_files(tmp / "out")
+    return Reference(*sweep_files(tmp / "out"), out=tmp / "out", config=cfg)
+
+
+class Reference(tuple):
+    def __new__(cls, points, table, doc, out, config):
+        self = super().__new__(cls, (points, table, doc))
+        self.out, self.config = out, config
+        return self
 
 
 def _stamp(path: Path):
@@ -106,6 +113,7 @@ def test_sigkill_and_resume(tmp_path, reference):
         ("during startup", lambda p: wait_for(lambda: False, 1.0, proc=p) or True),
         ("after 1 point complete", lambda p: wait_for(lambda: n_complete() >= 1, 240, 0.01, p)),
         ("mid-point", mid_point),
+        ("mid-point, SIGINT (Ctrl-C)", mid_point),
         ("after 4 points complete", lambda p: wait_for(lambda: n_complete() >= 4, 240, 0.01, p)),
     ]
     seen: dict = {}
@@ -116,9 +124,14 @@ def test_sigkill_and_resume(tmp_path, reference):
         if p.poll() is not None:
             pytest.fail(f"sweep ended before the kill point '{label}': rc={p.returncode}\n{p.stderr.read()}")
         assert hit, f"kill point '{label}' not reached"
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        p.stdout.close(), p.stderr.close()
+        if "SIGINT" in label:
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 130 and err.splitlines()[-1] == "slt: interrupted", (p.returncode, err)
+        else:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            p.stdout.close(), p.stderr.close()
         stamps = _check_readable_state(out)
         for path, stamp in seen.items():   # a complete point is never recomputed or touched
             assert stamps.get(path) == stamp, f"{path} changed after it was complete ({label})"
@@ -140,6 +153,36 @@ def test_sigkill_and_resume(tmp_path, reference):
     assert got[1] == ref_csv and got[2] == ref_json
     COUNTS["kill points survived"] += survived
     COUNTS["reproducibility checks"] += 1
+
+
+def test_resume_redoes_broken_and_changed_points(tmp_path, reference):
+    """A resumed sweep trusts nothing it cannot check: a truncated summary.json, one saying
+    complete: false, or a point whose config differs from the current one are recomputed;
+    intact points are left alone."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference.out, out)
+    root = next(out.rglob("sweep.json")).parent
+    cfg = write_config(tmp_path, sweep_config())
+    pts = sorted(d for d in root.iterdir() if d.is_dir())
+    (pts[0] / "summary.json").write_text((pts[0] / "summary.json").read_text()[:200])   # truncated
+    doc = json.loads((pts[1] / "summary.json").read_text())
+    doc["complete"] = False
+    (pts[1] / "summary.json").write_text(json.dumps(doc))
+    before = {d.name: _stamp(d / "summary.json") for d in pts}
+    res = run_cli(["sweep", cfg, "--out", out])
+    assert res.rc == 0, res
+    after = {d.name: _stamp(d / "summary.json") for d in pts}
+    redone = sorted(k for k in before if before[k] != after[k])
+    assert redone == sorted([pts[0].name, pts[1].name]), redone
+    assert sweep_files(out)[0] == reference[0]          # and recomputed identically
+    # a changed config (prior_std is traced: no recompilation) redoes every point
+    res = run_cli(["sweep", cfg, "--out", out, "--quiet", "--set", "model.prior_std=2.0"])
+    assert res.rc == 0, res
+    assert all(_stamp(d / "summary.json") != after[d.name] for d in pts)
+    assert all(json.loads((d / "summary.json").read_text())["config"]["model"]["prior_std"] == 2.0 for d in pts)
+    COUNTS["resume cases (corrupt / incomplete / changed config)"] += 3
 
 
 @pytest.mark.slow
