@@ -155,6 +155,8 @@ class TrainConfig:
 class LLCConfig:
     at: str = _field("truth", choices=("truth", "trained", "params"), doc="the point w*")
     params: Optional[list[dict]] = _field(None, doc="w* in the model's shape (at: params)")
+    refine: bool = _field(False, doc="minimise L_n starting from the point first (a minimiser on the "
+                                     "truth's stratum: removes the at-truth bias, see notes/llc.md)")
     sampler: str = _field("mala", choices=("sgld", "mala", "nuts"),
                           doc="mala: exact (MH-corrected) Langevin; sgld: devinterp's update; nuts: numpyro")
     num_chains: int = _field(8, check=at_least(1))
@@ -162,11 +164,11 @@ class LLCConfig:
     num_burnin: Optional[int] = _field(None, check=non_negative,
                                        doc="steps discarded before averaging; default num_draws // 10")
     num_adapt: Optional[int] = _field(None, check=non_negative,
-                                      doc="step-size adaptation steps; default 200 when step_size is unset")
+                                      doc="step-size adaptation steps; default 400 when step_size is unset")
     step_size: Optional[float] = _field(None, check=positive,
                                         doc="Langevin eps (devinterp's lr); default adapted per sampler")
     target_accept: Optional[float] = _field(None, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}",
-                                            doc="adaptation target; default mala 0.574, sgld 0.99 (estimate), nuts 0.8")
+                                            doc="adaptation target; default mala 0.8, sgld 0.99 (MH estimate), nuts 0.8")
     gamma: float = _field(1.0, check=non_negative, doc="localisation strength")
     nbeta: Optional[float] = _field(None, check=positive, doc="n * beta; default n / log n")
     batch_size: Optional[int] = _field(None, check=at_least(1), doc="SGLD minibatch; default full batch")

@@ -23,11 +23,31 @@ def _settings(cfg, n: int) -> dict:
                 batch_size=cfg.batch_size if cfg.batch_size and cfg.batch_size < n else None)
 
 
+def refine(ctx: Context, cfg, w_start, info: dict):
+    """Minimise L_n starting from ``w_start`` (Adam + L-BFGS, ``llc.train``): a local minimiser
+    near the point. From an embedded truth, inactive units (zero in- and out-weights, or dead
+    ReLUs) have zero gradient and stay put, so the minimiser lies on the truth's stratum. The
+    LLC at the truth itself is biased low by about ``nbeta (L_n(w0) - L_n(w_hat))``."""
+    from slt.optimize import train
+
+    p, tc = ctx.problem, cfg.train
+    res = train(ctx.key("llc-refine"), p, tc.steps, min(tc.learning_rate, 1e-3), init=w_start)
+    if not bool(jnp.isfinite(res.loss)) or float(res.loss) > info["L_n_w_star"]:
+        ctx.warn("llc.refine: the optimiser did not lower L_n; using the unrefined point")
+        return w_start, info
+    if float(res.grad_norm) > 1e-3:
+        ctx.warn(f"llc.refine: gradient norm {float(res.grad_norm):.2e} > 1e-3 after refinement")
+    return res.w, {**info, "refined": True, "L_n_start": info["L_n_w_star"],
+                   "L_n_w_star": float(res.loss), "refine_grad_norm": float(res.grad_norm)}
+
+
 def run(ctx: Context) -> StageOutput:
     cfg, p = ctx.config.llc, ctx.problem
     from slt.optimize import resolve_point
 
     w_star, info = resolve_point(ctx, cfg)
+    if cfg.refine:
+        w_star, info = refine(ctx, cfg, w_star, info)
     nbeta = cfg.nbeta if cfg.nbeta is not None else lc.default_nbeta(p.n)
     res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, **_settings(cfg, p.n))
     for w in res.warnings:
@@ -87,6 +107,8 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     ctx = runs.build_context(cfg)
     p, sec = ctx.problem, cfg.llc
     w_star, info = resolve_point(ctx, sec)
+    if sec.refine:
+        w_star, info = refine(ctx, sec, w_star, info)
     base_nbeta = sec.nbeta if sec.nbeta is not None else lc.default_nbeta(p.n)
     nbetas = np.asarray(nbetas if nbetas else [0.5 * base_nbeta, base_nbeta, 2 * base_nbeta], float)
     if step_sizes:
