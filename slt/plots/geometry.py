@@ -142,7 +142,7 @@ def phase_occupancy(xs, occupancy, se, names, *, xlabel: str, title: str = "", m
                     color=PHASE_COLOURS.get(name, f"C{k}"), label=name)
     for x, text in marks:
         ax.axvline(x, color="0.5", ls=":", lw=1)
-        ax.text(x, 1.02, text, fontsize=7, ha="center", va="bottom", color="0.3",
+        ax.text(x, 0.5, text, fontsize=7, ha="right", va="center", color="0.3", rotation=90,
                 transform=ax.get_xaxis_transform())
     if logx:
         ax.set_xscale("log")
