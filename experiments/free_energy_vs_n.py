@@ -71,7 +71,7 @@ if SMALL:
 else:
     # scaled to the shared 2-core machine (see notes/free_energy.md): 2 seeds, 12-point TI grid
     OVERRIDES = ["sweep.n=[100, 300, 1000, 3000, 10000]", "sweep.seeds=[0, 1]", "free_energy.num_betas=12",
-                 "free_energy.num_chains=2", "free_energy.num_warmup=200", "free_energy.num_samples=300",
+                 "free_energy.num_chains=4", "free_energy.num_warmup=200", "free_energy.num_samples=300",
                  "lambda.num_betas=3", "output.figures=false"]
 
 # %% [markdown]

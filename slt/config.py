@@ -134,6 +134,8 @@ class FreeEnergyConfig:
     num_samples: int = _field(800, check=at_least(2))
     num_steps: int = _field(4, check=at_least(1),
                             doc="leapfrog steps per fixed-length HMC transition (step size adapted per chain)")
+    init: str = _field("prior", choices=("prior", "truth"),
+                       doc="chain starts at every beta: prior draws, or the truth (+1e-3 jitter)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
 
 
@@ -392,6 +394,8 @@ def _check(cfg: Config) -> Config:
     if isinstance(cfg.sampler.beta, float) and cfg.sampler.beta <= 0:
         raise ConfigError("sampler.beta", f"must be > 0, got {cfg.sampler.beta}")
     spec = models.make_mlp(m.widths, m.activation, m.bias)
+    if cfg.free_energy is not None and cfg.free_energy.init == "truth" and cfg.truth is None:
+        raise ConfigError("free_energy.init", "'truth' needs a truth section")
     for section in ("llc", "fisher"):
         sec = getattr(cfg, section)
         if sec is None:

@@ -12,9 +12,10 @@ import time
 
 import numpy as np
 
-from slt import diagnostics, free_energy as fe, samplers, tempered
+from slt import diagnostics, free_energy as fe, tempered
 from slt.config import FreeEnergyConfig, LambdaConfig
 from slt.runs import Context, StageOutput
+from slt.stages.sampling import initial_positions
 
 
 def temperatures(n: int, fcfg: FreeEnergyConfig, lcfg: LambdaConfig):
@@ -40,8 +41,11 @@ def run(ctx: Context) -> StageOutput:
         ctx.warn("free_energy: needs n >= 3 (beta* = 1/log n); estimates withheld")
         return StageOutput(summary={"free_energy": None, "lambda": None})
     betas, i_grid, i_win, i_star = temperatures(n, fcfg, lcfg)
-    init = samplers.prior_draws(ctx.key("free_energy/init"), len(betas) * fcfg.num_chains, p.d,
-                                p.prior_std).reshape(len(betas), fcfg.num_chains, p.d)
+    if fcfg.init == "truth" and ctx.truth_w is None:
+        ctx.warn("free_energy.init: the truth does not embed into the model; chains start from the prior")
+    how = fcfg.init if ctx.truth_w is not None else "prior"
+    init = initial_positions(ctx, len(betas) * fcfg.num_chains, how, "free_energy/init").reshape(
+        len(betas), fcfg.num_chains, p.d)
     t0 = time.perf_counter()
     res = tempered.sample_tempered(ctx.key("free_energy"), p, init, betas, num_warmup=fcfg.num_warmup,
                                    num_samples=fcfg.num_samples, num_steps=fcfg.num_steps,
