@@ -155,3 +155,39 @@ def test_fisher_stage_summary(tiny_config, tmp_path):
     assert len(f["eigenvalues"]) == 9 and f["tolerance"] > 0 and f["spectral_gap"] > 1e6
     assert f["population"]["rank"] == 4
     assert (run_dir / "fisher_spectrum.png").is_file()
+
+
+SPECS = [models.make_mlp([2, 3, 1]), models.make_mlp([3, 2, 2]), models.make_mlp([1, 4, 1])]
+
+
+def test_explanation_adds_up_on_random_networks():
+    """The attribution is exact bookkeeping: every source is >= 0 and they sum to the nullity,
+    for random two-layer nets with switched-off, dead and duplicated nodes mixed in."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.sampled_from(SPECS), st.integers(0, 2 ** 31 - 1))
+    def check(spec, seed):
+        from slt import symmetry
+
+        rng = np.random.default_rng(seed)
+        d_in, h, d_out = spec.widths
+        n = symmetry.split(spec, rng.normal(size=models.num_params(spec)))
+        W, b, Q = np.array(n.W), np.array(n.b), np.array(n.Q)
+        for i in range(h):
+            kind = rng.integers(4)
+            if kind == 1:
+                Q[i] = 0.0                                         # switched off
+            elif kind == 2:
+                b[i] = -(np.abs(W[i]).sum() + 0.5)                 # dead on [-1, 1]^d_in
+            elif kind == 3 and i > 0:
+                scale = rng.uniform(0.5, 2.0)                      # duplicate of node 0
+                W[i], b[i] = scale * W[0], scale * b[0]
+        w = symmetry.join(spec, n._replace(W=W, b=b, Q=Q))
+        res = fisher.fisher(spec, w, _inputs(800, d_in, seed=seed % 97))
+        e = res.explained
+        parts = (e.dead, e.switched_off, e.scaling, e.duplicated, e.within_other, e.other)
+        assert all(p >= 0 for p in parts), parts
+        assert e.total == sum(parts) == res.spectrum.nullity
+
+    check()
