@@ -94,7 +94,7 @@ def test_some_divergences_are_reported(tmp_path):
     """A fixed HMC step at the edge of stability (no adaptation): some transitions diverge. The
     count is in the summary, a warning names it, and E_L_n is either withheld or flagged."""
     raw = tiny(sampler={"method": "hmc", "num_chains": 2, "num_warmup": 0, "num_samples": 50,
-                        "step_size": 0.2, "num_steps": 5})
+                        "step_size": 0.25, "num_steps": 5})
     res = _run(tmp_path, raw)
     assert res.rc == 0, res
     s = _strict_json(Path(res.stdout.strip()) / "summary.json")
