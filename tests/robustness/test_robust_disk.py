@@ -47,8 +47,9 @@ def _one_line_exit_2(res, *words):
         assert w in lines[0], (w, lines[0])
 
 
+@pytest.mark.parametrize("command", ["run", "sweep"])
 @pytest.mark.parametrize("where", ["under a file", "under /proc"])
-def test_unwritable_output_directory(earlier, where):
+def test_unwritable_output_directory(earlier, where, command):
     tmp, cfg, run_dir = earlier
     before = tree_digest(tmp / "out")
     if where == "under a file":
@@ -57,7 +58,10 @@ def test_unwritable_output_directory(earlier, where):
         out = blocker / "runs"
     else:
         out = Path("/proc/self/slt-runs")
-    res = run_cli(["run", cfg, "--out", out, "--quiet"])
+    args = [command, cfg, "--out", out, "--quiet"]
+    if command == "sweep":
+        args += ["--set", "sweep.n=[40]"]
+    res = run_cli(args)
     _one_line_exit_2(res, str(out))
     assert tree_digest(tmp / "out") == before
     COUNTS["write-failure cases"] += 1
