@@ -267,6 +267,7 @@ for j, n in enumerate([] if args.replot else ph.n):
 # %%
 names = symmetry.PHASES
 K = len(names)
+TRUTH_TEXT = (f"truth w1=(cos t, sin t), w2=(-cos t, sin t), b={ph.bias:g}, q={ph.q:g}, c=0")
 
 
 def table(results):
@@ -298,9 +299,8 @@ gplots.phase_occupancy(ns, occ_n, se_n, names, xlabel="n", ax=ax_n, logx=True,
                        title=f"the same trade-off in n at t = {ph.t_for_n}")
 ax_n.plot(ns, [r["predicted_degenerate"] for r in results_n], "k--", lw=1, label="asymptotic")
 plot_groups(ax_n, ns, results_n)
-fig.suptitle("Two-node ReLU truth w1=(cos t, sin t), w2=(-cos t, sin t), b=-0.3, q=1, c=0; "
-             f"x~U[-1,1]^2; NUTS, {sc.num_chains} chains x {sc.num_samples} draws per point",
-             fontsize=9)
+fig.suptitle(f"Two-node ReLU {TRUTH_TEXT}; x~U[-1,1]^2; NUTS, {sc.num_chains} chains x "
+             f"{sc.num_samples} draws per point", fontsize=9)
 handles, labels = ax_t.get_legend_handles_labels()
 for a in (ax_t, ax_n):
     if a.get_legend() is not None:
@@ -309,14 +309,27 @@ fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=Fals
 fig.tight_layout(rect=(0, 0.1, 1, 1))
 fig.savefig(out_dir / "phase_transition_occupancy.png", dpi=110)
 
-if args.replot:  # pictures need the draws: only the occupancy figure is redrawn
+draws_file = (ROOT / "runs" if not args.small else out_dir) / "phase_transition_draws.npz"
+if not args.replot:   # keep the pictures' draws (runs/ is not committed) so --replot can redraw
+    draws_file.parent.mkdir(parents=True, exist_ok=True)
+    flat = {f"{kind}_{key}_{name}": np.asarray(v) for kind, d in (("t", pictures), ("n", pictures_n))
+            for key, rec in d.items() for name, v in rec.items()}
+    np.savez_compressed(draws_file, **flat)
+elif draws_file.is_file():
+    with np.load(draws_file) as f:
+        for name in f.files:
+            kind, key, field = name.split("_", 2)
+            target = pictures if kind == "t" else pictures_n
+            key = float(key) if kind == "t" else int(key)
+            target.setdefault(key, {})[field] = f[name] if f[name].ndim else f[name].item()
+else:  # pictures need the draws: only the occupancy figure is redrawn
     pictures, pictures_n = {}, {}
 panels = [(f"t = {t:.2f}: degenerate {np.mean(pictures[t]['labels'] == 1):.0%}",
            pictures[t]["w_hat"].reshape(-1, 2, 2), pictures[t]["truth_nodes"])
           for t in sorted(pictures) if any(abs(t - p) < 1e-9 for p in ph.pictures)]
 if panels:
     fig_p = gplots.node_scatter(panels, lim=2.6, title=f"normalised nodes w_hat_i = |q_i| w_i of every "
-                            f"draw, n = {cfg.data.n}, beta = 1 (stars: true nodes)")
+                                f"draw, n = {cfg.data.n}, beta = 1; {TRUTH_TEXT} (stars)")
     fig_p.savefig(out_dir / "phase_transition_posteriors.png", dpi=110)
 
 panels_n = [(f"n = {n}: degenerate {np.mean(pictures_n[n]['labels'] == 1):.0%}",
@@ -324,7 +337,7 @@ panels_n = [(f"n = {n}: degenerate {np.mean(pictures_n[n]['labels'] == 1):.0%}",
             for n in ph.n if n in pictures_n]
 if panels_n:
     fig_n = gplots.node_scatter(panels_n, lim=2.6, title=f"normalised nodes at t = {ph.t_for_n}, "
-                            "beta = 1, as n grows (stars: true nodes)")
+                                f"beta = 1, as n grows; {TRUTH_TEXT} (stars)")
     fig_n.savefig(out_dir / "phase_transition_n.png", dpi=110)
 
 tp = float(ph.t_for_n)
@@ -332,7 +345,8 @@ k = pictures.get(tp)
 if k is not None:
     fig_h = gplots.node_histograms(k["w_hat"], k["loss"], labels=k["labels"], names=names,
                                    truth_loss=k["L_truth"],
-                                   title=f"t = {tp}, n = {cfg.data.n}, beta = 1: node sizes and L_n by phase")
+                                   title=f"t = {tp}, n = {cfg.data.n}, beta = 1, {TRUTH_TEXT}: "
+                                   "node sizes and L_n by phase")
     fig_h.savefig(out_dir / "phase_transition_histograms.png", dpi=110)
 
 # %% [markdown]
