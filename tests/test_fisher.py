@@ -191,3 +191,20 @@ def test_explanation_adds_up_on_random_networks():
         assert e.total == sum(parts) == res.spectrum.nullity
 
     check()
+
+
+@pytest.mark.slow
+def test_fisher_stage_posterior(tiny_config, tmp_path):
+    import json
+
+    from slt import config, runs
+
+    path = tiny_config(fisher={"at": "posterior", "num_draws": 20})
+    run_dir = runs.execute(config.load(path), stages=["fisher"], out_dir=tmp_path / "runs")
+    f = json.loads((run_dir / "summary.json").read_text())["fisher"]
+    assert f["at"] == "posterior" and f["num_draws"] == 20 and f["d"] == 9
+    assert sum(f["per_draw_rank_counts"].values()) == 20
+    assert all(0 <= int(r) <= 9 for r in f["per_draw_rank_counts"])
+    assert f["explained"]["total"] == pytest.approx(9 - f["per_draw_rank_mean"])
+    for name in ("fisher_spectrum", "posterior_nodes", "posterior_node_histograms"):
+        assert (run_dir / f"{name}.png").is_file()
