@@ -387,8 +387,15 @@ def _check(cfg: Config) -> Config:
                 models.params_from_lists(spec, t.params)
             except (ValueError, TypeError) as exc:
                 raise ConfigError("truth.params", str(exc)) from None
-        if len(widths) != len(m.widths) or any(a > b for a, b in zip(widths, m.widths)):
-            pass  # allowed: the truth need not embed; LLC/Fisher 'at: truth' then complain
+        # the truth need not embed into the model, but whatever starts at or measures at the
+        # embedded truth needs it: refuse those here, before any sampling
+        why = _embed_problem(models, cfg, spec)
+        if why is not None:
+            for key, wants in (("sampler.init", cfg.sampler.init == "truth"),
+                               ("llc.at", cfg.llc is not None and cfg.llc.at == "truth"),
+                               ("fisher.at", cfg.fisher is not None and cfg.fisher.at == "truth")):
+                if wants:
+                    raise ConfigError(key, f"'truth' needs a truth that embeds into the model: {why}")
     if isinstance(cfg.sampler.beta, str) and cfg.sampler.beta != "wbic":
         raise ConfigError("sampler.beta", f"must be a positive number or 'wbic', got {cfg.sampler.beta!r}")
     if isinstance(cfg.sampler.beta, float) and cfg.sampler.beta <= 0:
@@ -414,6 +421,25 @@ def _check(cfg: Config) -> Config:
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
         raise ConfigError("llc.batch_size", f"must be <= data.n ({cfg.data.n}), got {cfg.llc.batch_size}")
     return cfg
+
+
+def _embed_problem(models, cfg: Config, truth_spec) -> str | None:
+    """Why the truth cannot be embedded into the model (``models.embed``), or None."""
+    m, t = cfg.model, cfg.truth
+    spec = models.make_mlp(m.widths, m.activation, m.bias)
+    if t.params is not None:
+        params = models.params_from_lists(truth_spec, t.params)
+    else:
+        if truth_spec.bias and not spec.bias:
+            return "a random truth has non-zero biases but the model has bias: false"
+        import jax.numpy as jnp
+
+        params = [{k: jnp.zeros(shape) for k, shape in shapes.items()} for shapes in truth_spec.shapes]
+    try:
+        models.embed(truth_spec, params, spec)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def from_dict(raw: Any, base_dir: str | Path = ".", name: str | None = None) -> Config:
