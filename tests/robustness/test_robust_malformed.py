@@ -59,7 +59,7 @@ LEAVES = [
     ("sampler.step_size", "float"), ("sampler.target_accept", "float"),
     ("model.bias", "bool"), ("sampler.dense_mass", "bool"), ("output.figures", "bool"),
     ("name", "str"), ("output.dir", "str"), ("data.file", "str"), ("model.activation", "str"),
-    ("sampler.method", "str"), ("sampler.init", "str"), ("sampler.chain_method", "str"),
+    ("sampler.method", "str"), ("sampler.init", "str"),
     ("precision", "str"), ("data.x.dist", "str"),
     ("model", "section"), ("data", "section"), ("sampler", "section"), ("output", "section"),
     ("data.x", "section"), ("truth", "section"),
@@ -67,7 +67,6 @@ LEAVES = [
 ]
 CHOICES = {"model.activation": ("relu", "tanh", "identity"), "sampler.method": ("nuts", "hmc"),
            "sampler.init": ("prior", "truth"), "precision": ("float32", "float64"),
-           "sampler.chain_method": ("auto", "vectorized", "parallel", "sequential"),
            "data.x.dist": ("uniform", "normal")}
 SECTION_KEYS = {
     "": ["name", "seed", "precision", "model", "truth", "data", "sampler", "free_energy", "lambda", "llc",
@@ -77,7 +76,7 @@ SECTION_KEYS = {
     "data": ["n", "x", "file", "noise_std", "seed"],
     "data.x": ["dist", "low", "high", "std"],
     "sampler": ["method", "num_chains", "num_warmup", "num_samples", "beta", "step_size", "num_steps",
-                "target_accept", "max_tree_depth", "dense_mass", "thinning", "init", "chain_method",
+                "target_accept", "max_tree_depth", "dense_mass", "thinning", "init",
                 "num_predict_inputs"],
     "output": ["dir", "figures"],
     "sweep": ["n", "seeds"],
@@ -391,9 +390,53 @@ def bad_sweep(draw, command):
     return case("bad sweep section", {"cfg.yaml": dump(raw)}, [expect])
 
 
+BAD_PARAMS = [{"W": [[1.0, 2.0]], "b": [0.0]}, {"W": [[1.0]], "b": [0.0]}]   # model layer 0 is (2, 1)
+SECTION_CASES = [
+    ({"llc": {"at": "params"}}, "llc.params"),
+    ({"llc": {"at": "params", "params": BAD_PARAMS}}, "llc.params"),
+    ({"llc": {"sampler": "mala", "batch_size": 10}}, "llc.batch_size"),
+    ({"llc": {"sampler": "sgld", "batch_size": 1000}}, "llc.batch_size"),
+    ({"llc": {"num_draws": 0}}, "llc.num_draws"),
+    ({"llc": {"gamma": -1.0}}, "llc.gamma"),
+    ({"llc": {"nbeta": 0}}, "llc.nbeta"),
+    ({"llc": {"sampler": "sgd"}}, "llc.sampler"),
+    ({"llc": {"train": {"steps": 0}}}, "llc.train.steps"),
+    ({"fisher": {"at": "params"}}, "fisher.params"),
+    ({"fisher": {"rtol": 0.0}}, "fisher.rtol"),
+    ({"fisher": {"at": "mean"}}, "fisher.at"),
+    ({"free_energy": {"num_betas": 1}}, "free_energy.num_betas"),
+    ({"free_energy": {"methods": ["ti", "tii"]}}, "free_energy.methods"),
+    ({"free_energy": {"grid_power": 0}}, "free_energy.grid_power"),
+    ({"free_energy": {"num_samples": 1}}, "free_energy.num_samples"),
+    ({"lambda": {"num_betas": 1}}, "lambda.num_betas"),
+    ({"lambda": {"half_width": 0}}, "lambda.half_width"),
+    ({"lambda_": {}}, "lambda_"),
+    # a truth wider than the model does not embed: nothing may start or measure at it
+    ({"truth": {"widths": [1, 3, 1], "random": {"seed": 1}}, "sampler": {"init": "truth"}}, "sampler.init"),
+    ({"truth": {"widths": [1, 3, 1], "random": {"seed": 1}}, "llc": {"at": "truth"}}, "llc.at"),
+    ({"truth": {"widths": [1, 2, 2, 1], "random": {"seed": 1}}, "fisher": {"at": "truth"}}, "fisher.at"),
+    ({"truth": {"widths": [1, 1, 1], "activation": "relu", "random": {"seed": 1}}, "llc": {"at": "truth"}},
+     "llc.at"),
+    ({"model": {"widths": [1, 2, 1], "bias": False}, "truth": {"widths": [1, 1, 1], "bias": True, "random": {"seed": 1}},
+      "sampler": {"init": "truth"}}, "sampler.init"),
+]
+
+
+@st.composite
+def bad_section(draw, command):
+    sections, expect = draw(st.sampled_from(SECTION_CASES))
+    raw = base(command)
+    for key, value in sections.items():
+        if isinstance(raw.get(key), dict) and key != "truth":
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return case("analysis section / truth embedding", {"cfg.yaml": dump(raw)}, [expect])
+
+
 def cases(command: str):
     kinds = [wrong_type, missing_key, unknown_key, impossible, non_finite, shape_mismatch, bad_file,
-             bad_data, bad_override]
+             bad_data, bad_override, bad_section]
     if command == "sweep":
         kinds.append(bad_sweep)
     return st.one_of(*[k(command) for k in kinds])
@@ -450,3 +493,15 @@ def test_missing_config_file(tmp_path):
         assert res.rc == 2 and len(res.stderr_lines) == 1 and "nope.yaml" in res.stderr, res
         assert not (tmp_path / "out").exists()
         COUNTS[f"malformed cases tried (slt {command})"] += 1
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("index", range(len(SECTION_CASES)))
+def test_every_section_case(command, index):
+    """Each analysis-section / embedding case once, deterministically (the property test
+    samples from them)."""
+    sections, expect = SECTION_CASES[index]
+    raw = base(command)
+    for key, value in sections.items():
+        raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) and key != "truth" else value
+    check_rejected(command, case("analysis section / truth embedding", {"cfg.yaml": dump(raw)}, [expect]))
