@@ -123,3 +123,23 @@ def test_exploding_sgld_step_size(tmp_path, step_size):
     assert warnings, "an exploding SGLD chain left no warning"
     _finite_everywhere(s)
     COUNTS["numerical trouble cases"] += 1
+
+
+def test_overflow_withholds_free_energy_and_lambda(tmp_path):
+    """The same overflow with free_energy and lambda sections: every free-energy estimate and
+    the beta-slope lambda are withheld, with the reason in the warnings."""
+    raw = tiny(model={"widths": [1, 2, 1], "activation": "tanh", "prior_std": 1e30},
+               free_energy={"num_betas": 3, "num_chains": 2, "num_warmup": 20, "num_samples": 20},
+               **{"lambda": {"num_betas": 2}})
+    res = _run(tmp_path, raw)
+    assert res.rc == 0, res
+    s = _strict_json(Path(res.stdout.strip()) / "summary.json")
+    fe = s.get("free_energy") or {}
+    for key in ("ti", "wbic", "stepping_stone", "E_nL_n"):
+        assert fe.get(key) is None, (key, fe.get(key))
+    lam = s.get("lambda")
+    assert lam is None or all(v is None for k, v in lam.items() if k in ("beta_slope", "estimate")), lam
+    warnings = " ".join(s["diagnostics"]["warnings"])
+    assert "free_energy" in warnings and "withheld" in warnings, warnings
+    _finite_everywhere(s)
+    COUNTS["numerical trouble cases"] += 1
