@@ -73,7 +73,8 @@ def run(ctx: Context) -> StageOutput:
 
         figures["llc_traces"] = plots.llc_traces(
             res.loss_trace, res.running_mean, res.loss_at_w_star, llc=res.mean,
-            title=f"{ctx.config.name}: LLC at {info['w_star']} ({res.sampler}, nbeta={res.nbeta:.4g})")
+            title=f"{ctx.config.name}: LLC at {info['w_star']}{' (refined)' if info.get('refined') else ''} "
+                  f"({res.sampler}, nbeta={res.nbeta:.4g})")
 
     def write_traces(path):
         with open(path, "wb") as fh:
