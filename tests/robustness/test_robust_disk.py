@@ -9,6 +9,7 @@ with EFBIG exactly like a full disk, for root too.
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import signal
 import subprocess
@@ -74,30 +75,60 @@ def _fsize_limit(limit):
     return apply
 
 
-@pytest.mark.parametrize("limit,victim", [(400, "config.yaml"), (8192, "posterior.nc")])
-def test_disk_full_mid_run(earlier, limit, victim):
-    """Every file larger than ``limit`` bytes fails to write (EFBIG, as on a full disk): at
-    400 B the first file (config.yaml) fails, at 8 KB posterior.nc (~100 KB) fails after
-    sampling. The run exits 2 with one line naming the file; its directory is never
-    readable as complete; the earlier run is byte-for-byte intact (same content, mtime,
-    inode) and no temporary file is left behind."""
+def test_disk_full_mid_run(earlier):
+    """A real write failure in a real process: with RLIMIT_FSIZE = 400 B every file larger
+    than that fails with EFBIG (as on a full disk, root included); the first, config.yaml,
+    fails. Exit 2, one line naming the file; the run directory is never readable as complete;
+    the earlier run is byte-for-byte intact (content, mtime, inode); no temporary file left."""
     tmp, cfg, run_dir = earlier
     before = tree_digest(tmp / "out")
-    p = popen(["run", cfg, "--out", tmp / "out", "--quiet", "--no-cache"], preexec_fn=_fsize_limit(limit))
+    p = popen(["run", cfg, "--out", tmp / "out", "--quiet", "--no-cache"], preexec_fn=_fsize_limit(400))
     out, err = p.communicate(timeout=300)
 
     class R:
         rc, stdout, stderr = p.returncode, out, err
-    _one_line_exit_2(R, "cannot write", victim)
-    after = tree_digest(tmp / "out")
+    _one_line_exit_2(R, "cannot write", "config.yaml", "File too large")
+    _intact_and_incomplete(tmp / "out", before, run_dir)
+    COUNTS["write-failure cases"] += 1
+
+
+@pytest.mark.parametrize("victim", ["posterior.nc", "summary.json"])
+def test_disk_full_after_sampling(earlier, victim, monkeypatch):
+    """The disk fills up after sampling, while writing posterior.nc or the final summary.json
+    (injected in-process: the write of that one file raises ENOSPC). Same guarantees: exit 2,
+    one line naming the file, nothing readable as complete, the earlier run intact."""
+    import errno
+    import pathlib
+
+    tmp, cfg, run_dir = earlier
+    before = tree_digest(tmp / "out")
+    real_bytes, real_text = pathlib.Path.write_bytes, pathlib.Path.write_text
+
+    def full(real):
+        def write(self, data, *a, **kw):
+            if self.name.startswith(f".{victim}."):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+            return real(self, data, *a, **kw)
+        return write
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full(real_bytes))
+    monkeypatch.setattr(pathlib.Path, "write_text", full(real_text))
+    res = run_cli(["run", cfg, "--out", tmp / "out", "--quiet"])
+    monkeypatch.undo()
+    _one_line_exit_2(res, "cannot write", victim, "No space left on device")
+    _intact_and_incomplete(tmp / "out", before, run_dir)
+    COUNTS["write-failure cases"] += 1
+
+
+def _intact_and_incomplete(out: Path, before: dict, run_dir: Path) -> None:
+    after = tree_digest(out)
     assert {k: v for k, v in after.items() if k in before} == before, "earlier results changed"
     new_dirs = {Path(k).parts[0] for k in after} - {Path(k).parts[0] for k in before}
     for d in new_dirs:
-        assert not (tmp / "out" / d / "summary.json").exists()
-    assert complete_points(tmp / "out") == [run_dir]
+        assert not (out / d / "summary.json").exists()
+    assert complete_points(out) == [run_dir]
     leftovers = [k for k in after if k.endswith(".tmp") or "/.probe." in k]
     assert not leftovers, leftovers
-    COUNTS["write-failure cases"] += 1
 
 
 def test_concurrent_runs_get_separate_directories(tmp_path):

@@ -26,7 +26,7 @@ from robust_util import (COUNTS, REPORT, has_sweep, numbers, popen, run_cli, slt
 pytestmark = pytest.mark.skipif(not has_sweep(), reason="slt/sweep.py not written yet")
 
 FE = {"num_betas": 2, "num_chains": 2, "num_warmup": 20, "num_samples": 20}
-SEEDS = [0, 1, 2, 3, 4, 5]
+SEEDS = [0, 1, 2, 3, 4, 5, 6, 7]
 
 
 def sweep_config(**sweep):
@@ -109,12 +109,15 @@ def test_sigkill_and_resume(tmp_path, reference):
         c0 = n_complete()
         return wait_for(lambda: n_complete() > c0 and in_progress(t), 240, 0.005, p)
 
+    def after_one_more(p):
+        c0 = n_complete()
+        return wait_for(lambda: n_complete() > c0, 240, 0.01, p)
+
     kill_points = [
-        ("during startup", lambda p: wait_for(lambda: False, 1.0, proc=p) or True),
         ("after 1 point complete", lambda p: wait_for(lambda: n_complete() >= 1, 240, 0.01, p)),
         ("mid-point", mid_point),
         ("mid-point, SIGINT (Ctrl-C)", mid_point),
-        ("after 4 points complete", lambda p: wait_for(lambda: n_complete() >= 4, 240, 0.01, p)),
+        ("after one more point completes", after_one_more),
     ]
     seen: dict = {}
     survived = 0
