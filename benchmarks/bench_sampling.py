@@ -62,14 +62,15 @@ def _peer_model():
     return model
 
 
-def run_peer(x, y, num_chains=4, num_warmup=1000, num_samples=1000, chain_method="vectorized"):
+def run_peer(x, y, num_chains=4, num_warmup=1000, num_samples=1000, chain_method="vectorized",
+             seed=0):
     """The peer script's MCMC call, timed the same way; returns flat draws (chains, draws, 9)."""
     from numpyro.infer import MCMC, NUTS
 
     t0 = time.perf_counter()
     mcmc = MCMC(NUTS(_peer_model()), num_warmup=num_warmup, num_samples=num_samples,
                 num_chains=num_chains, chain_method=chain_method, progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(0), x, y, extra_fields=("num_steps",))
+    mcmc.run(jax.random.PRNGKey(seed), x, y, extra_fields=("num_steps",))
     s = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - t0
     c, k = s["c"].shape
@@ -80,15 +81,16 @@ def run_peer(x, y, num_chains=4, num_warmup=1000, num_samples=1000, chain_method
     return flat, wall, float(steps.mean()), 0
 
 
-def peer_init(x, y, num_chains=4):
-    """The peer's starting points (numpyro's init_to_uniform(-2, 2) with MCMC.run's key split),
-    flattened in slt's order, so both samplers start every chain from the same point."""
-    from numpyro.infer.util import initialize_model
+def peer_init(x, y, num_chains=4, seed=0):
+    """The peer's starting points, flattened in slt's order: numpyro's own ``NUTS.init`` (its
+    default init_to_uniform(-2, 2)) under ``vmap`` over ``split(PRNGKey(seed), num_chains)``,
+    exactly as ``MCMC.run`` with ``chain_method="vectorized"`` does; so both samplers start
+    every chain from the same point (checked: passing these as the peer's ``init_params``
+    reproduces its draws)."""
+    from numpyro.infer import NUTS
 
-    keys = jax.random.split(jax.random.PRNGKey(0), num_chains)
-    _, init_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys), 0, 1)
-    info = initialize_model(init_keys, _peer_model(), model_args=(x, y))[0]
-    z = info.z
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_chains)
+    z = jax.vmap(lambda k: NUTS(_peer_model()).init(k, 10, model_args=(x, y)).z)(keys)
     return jnp.concatenate([z["w1"].reshape(num_chains, 4), z["b1"], z["q"], z["c"][:, None]], -1)
 
 
@@ -101,6 +103,22 @@ def run_slt(problem: Problem, num_chains=4, num_warmup=1000, num_samples=1000, s
             **kwargs):
     """slt's sampler on the same posterior; ``init`` (chains, d) defaults to prior draws (as
     ``slt run`` does)."""
+    devices, x64 = kwargs.pop("devices", None), kwargs.pop("x64", False)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+        problem = Problem.make(problem.spec, Dataset(np.asarray(problem.x), np.asarray(problem.y)))
+    orig = samplers._num_devices_for
+    if devices is not None:
+        samplers._num_devices_for = lambda c: devices
+    try:
+        return _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, **kwargs)
+    finally:
+        samplers._num_devices_for = orig
+        if x64:
+            jax.config.update("jax_enable_x64", False)
+
+
+def _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, **kwargs):
     key = jax.random.key(seed)
     if init is None or len(init) != num_chains:
         init = samplers.prior_draws(jax.random.fold_in(key, 1), num_chains, problem.d,
@@ -138,36 +156,56 @@ def lever_grid(num_warmup: int):
         ("slt chunk 1000", dict(num_warmup=500, chunk_size=1000)),
         ("slt chunk 50", dict(num_warmup=500, chunk_size=50)),
         ("slt 8 chains x 500 draws", dict(num_warmup=500, num_chains=8, num_samples=500)),
+        ("slt one device (no sharding)", dict(num_warmup=500, devices=1)),
+        ("slt float64", dict(num_warmup=500, x64=True)),
+        ("slt target_accept 0.65", dict(num_warmup=500, target_accept=0.65)),
     ]
 
 
-def main(argv=None, n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False,
-         peer=True, log=print):
-    """Run the peer and slt side by side; returns a list of result rows (dicts)."""
+def main(n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False, peer=True,
+         seeds=1, first_seed=0, log=print):
+    """Run the peer and slt side by side for each seed (seed 0 is the peer script exactly);
+    return one row per sampler configuration with median-over-seeds numbers."""
     x, y = peer_data(n)
     problem = problem_for(x, y)
-    init = peer_init(x, y, num_chains)  # paired starts: ESS(L_n) is sensitive to which mode
-    rows = []                           # each chain falls into (R-hat flags a split)
-    if peer:
-        flat, wall, steps, div = run_peer(x, y, num_chains, num_warmup, num_samples)
-        rows.append(score("numpyro peer (vectorized)", problem, flat, wall, steps, div,
-                          num_warmup=num_warmup))
-        log(_fmt(rows[-1]))
     configs = lever_grid(num_warmup) if levers else lever_grid(num_warmup)[:2]
-    for name, kw in configs:
-        kw = dict(kw)
-        chains = kw.pop("num_chains", num_chains)
-        draws = kw.pop("num_samples", num_samples)
-        pos, wall, steps, div, loss = run_slt(problem, chains, num_samples=draws, init=init, **kw)
-        rows.append(score(name, problem, pos, wall, steps, div, loss,
-                          num_warmup=kw.get("num_warmup")))
-        log(_fmt(rows[-1]))
+    per = {}
+    for seed in range(first_seed, first_seed + seeds):
+        # paired starts: ESS(L_n) depends on which local mode each chain falls into (R-hat
+        # on L_n flags a split), so both samplers start every chain from the same point
+        init = peer_init(x, y, num_chains, seed)
+        if peer:
+            flat, wall, steps, div = run_peer(x, y, num_chains, num_warmup, num_samples, seed=seed)
+            r = score("numpyro peer (vectorized)", problem, flat, wall, steps, div,
+                      num_warmup=num_warmup)
+            per.setdefault(r["name"], []).append(r)
+            log(f"seed {seed} " + _fmt(r))
+        for name, kw in configs:
+            kw = dict(kw)
+            chains = kw.pop("num_chains", num_chains)
+            draws = kw.pop("num_samples", num_samples)
+            kw["num_warmup"] = min(kw["num_warmup"], num_warmup)
+            pos, wall, steps, div, loss = run_slt(problem, chains, num_samples=draws, init=init,
+                                                  seed=seed, **kw)
+            r = score(name, problem, pos, wall, steps, div, loss, num_warmup=kw["num_warmup"])
+            per.setdefault(name, []).append(r)
+            log(f"seed {seed} " + _fmt(r))
+    rows = []
+    for name, rs in per.items():
+        row = {k: (float(np.median([r[k] for r in rs])) if isinstance(rs[0][k], (int, float))
+                   and not isinstance(rs[0][k], bool) else rs[0][k]) for k in rs[0]}
+        row.update(seeds=len(rs), per_seed=" ".join(f"{r['ess_per_s']:.2f}" for r in rs),
+                   devices=jax.local_device_count(), n=n)
+        rows.append(row)
     if peer:
         base = rows[0]["ess_per_s"]
         for r in rows:
             r["ratio_vs_peer"] = round(r["ess_per_s"] / base, 2) if base > 0 else float("nan")
-    for r in rows:
-        r.update(devices=jax.local_device_count(), n=n)
+            # the same ratio seed by seed (paired), then its median
+            ratios = [a["ess_per_s"] / b["ess_per_s"] for a, b in
+                      zip(per[r["name"]], per[rows[0]["name"]]) if b["ess_per_s"] > 0]
+            r["median_paired_ratio"] = round(float(np.median(ratios)), 2) if ratios else None
+            r["time_ratio_vs_peer"] = round(rows[0]["wall_s"] / r["wall_s"], 2)
     return rows
 
 
@@ -186,10 +224,13 @@ if __name__ == "__main__":
     ap.add_argument("--levers", action="store_true", help="also measure each slt lever")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--cache", action="store_true", help="use the persistent compilation cache")
+    ap.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..K-1; medians")
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--csv", default=None)
     a = ap.parse_args()
     out = main(n=a.n, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples,
-               levers=a.levers, peer=not a.no_peer)
+               levers=a.levers, peer=not a.no_peer, seeds=a.seeds,
+               first_seed=a.first_seed)
     for r in out:
         if "ratio_vs_peer" in r:
             print(f"{r['name']:<32s} ESS/s ratio vs peer: {r['ratio_vs_peer']:.2f}x")
