@@ -22,7 +22,7 @@
 # the free energy `F ~ n L_n + lambda log n` then prefers it. Published: the degenerate phase
 # appears near `t ~ 1.16` and dominates by `t ~ 1.3`.
 #
-# Full run (about 20 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
+# Full run (about 15 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
 # The test suite executes this notebook with tiny settings (`SLT_PHASE_ARGS="--small"`).
 
 # %%
