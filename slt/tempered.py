@@ -6,7 +6,7 @@ differ a lot, so most of the batch idles (measured: see notes/free_energy.md). F
 HMC with a *per-chain* adapted step size and diagonal mass matrix does the same work in every
 lane; because the step size adapts to each tempered posterior's scale, ``num_steps`` leapfrog
 steps cover a comparable fraction of every posterior. The step size is jittered uniformly in
-``[0.8, 1.2] x eps`` each transition (Neal 2011, "MCMC using Hamiltonian dynamics", 5.4.2.2)
+``[0.5, 1.5] x eps`` each transition (Neal 2011, "MCMC using Hamiltonian dynamics", 5.4.2.2)
 to avoid periodic orbits.
 
 Warmup (per chain, Stan-like windows): steps ``[0, 15%)`` adapt the step size only (dual
@@ -23,7 +23,6 @@ or seeds of the same shapes never recompile.
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
