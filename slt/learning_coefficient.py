@@ -8,7 +8,7 @@ arXiv:2308.12108, AISTATS 2025)::
 devinterp instead defaults to ``B / log B`` for the batch size B: pass ``nbeta`` to match it.
 
 Samplers (all chains vmapped in ONE compiled program, draws by ``lax.scan``, chains sharded
-over local devices): ``"mala"`` (default; exact, self-tuning), ``"sgld"`` (devinterp's update,
+over local devices; the programs live in :mod:`slt.llc_chains`): ``"mala"`` (default; exact, self-tuning), ``"sgld"`` (devinterp's update,
 full batch or minibatch) and ``"nuts"`` (numpyro's functional ``hmc``), see
 :mod:`slt.langevin`. Global-lambda estimators (beta slope, log n regression) live in
 :mod:`slt.free_energy`.
@@ -30,9 +30,9 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
 
-from slt import langevin
+from slt.llc_chains import (_num_devices_for, _program, initial_step_size,  # noqa: F401 (re-exported)
+                            top_hessian_eigenvalue)
 from slt.posterior import Problem, empirical_loss
 
 SAMPLERS = ("mala", "sgld", "nuts")
@@ -91,169 +91,6 @@ def problem_batch_loss(w, problem: Problem, idx):
 @functools.lru_cache(maxsize=None)
 def _without_data(loss_fn: Callable) -> Callable:
     return lambda w, data: loss_fn(w)
-
-
-# ----------------------------------------------------------------------------- curvature
-def _top_hessian_eigenvalue(loss_fn: Callable, w, data, key, iters: int = 30):
-    """Largest |eigenvalue| of the Hessian of ``loss_fn(., data)`` at ``w`` (power iteration on
-    Hessian-vector products)."""
-    grad = jax.grad(loss_fn)
-
-    def hvp(v):
-        return jax.jvp(lambda u: grad(u, data), (w,), (v,))[1]
-
-    def body(v, _):
-        hv = hvp(v)
-        return hv / (jnp.linalg.norm(hv) + 1e-30), None
-
-    v0 = jax.random.normal(key, w.shape, w.dtype)
-    v, _ = jax.lax.scan(body, v0 / jnp.linalg.norm(v0), None, length=iters)
-    return jnp.abs(jnp.vdot(v, hvp(v)))
-
-
-top_hessian_eigenvalue = jax.jit(_top_hessian_eigenvalue, static_argnames=("loss_fn", "iters"))
-
-
-def initial_step_size(loss_fn, w_star, data, nbeta, gamma, key) -> float:
-    """``0.5 / (nbeta lambda_max(Hess L(w*)) + gamma)``: a stable Langevin step on the stiffest
-    direction of the localised posterior at w* (the adaptation then scales it)."""
-    lam = float(top_hessian_eigenvalue(loss_fn, w_star, data, key))
-    curv = nbeta * lam + gamma
-    return 0.5 / curv if curv > 0 and math.isfinite(curv) else 1e-4
-
-
-# ----------------------------------------------------------------------------- programs
-def _num_devices_for(num_chains: int) -> int:
-    ndev = jax.local_device_count()
-    while ndev > 1 and num_chains % ndev:
-        ndev -= 1
-    return ndev
-
-
-@functools.lru_cache(maxsize=None)
-def _program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,
-             target_accept, max_tree_depth, ndev):
-    """A jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, n, curv_key)`` ->
-    ``(loss (C, T), accept (C, T), eps (C,), L(w*))`` for one static configuration.
-
-    ``eps0`` entries that are NaN are replaced by :func:`initial_step_size`'s rule, computed
-    inside the same program (one compilation per configuration)."""
-    if sampler == "nuts":
-        one_chain = _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept,
-                                max_tree_depth)
-    else:
-        one_chain = _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin,
-                                    num_draws, batch_size, target_accept)
-    chains = jax.vmap(one_chain, in_axes=(0, 0, None, None, None, None, None))
-    if ndev > 1:
-        mesh = Mesh(np.array(jax.devices()[:ndev]), ("chains",))
-        chains = jax.shard_map(chains, mesh=mesh,
-                               in_specs=(P("chains"), P("chains"), P(), P(), P(), P(), P()),
-                               out_specs=P("chains"), check_vma=False)
-
-    def run(keys, eps0, w_star, data, nbeta, gamma, n, curv_key):
-        lam = _top_hessian_eigenvalue(loss_fn, w_star, data, curv_key)
-        curv = nbeta * lam + gamma
-        auto = jnp.where((curv > 0) & jnp.isfinite(curv), 0.5 / curv, 1e-4).astype(eps0.dtype)
-        eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
-        loss, accept, eps = chains(keys, eps0, w_star, data, nbeta, gamma, n)
-        return loss, accept, eps, loss_fn(w_star, data)
-
-    return jax.jit(run)
-
-
-def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws,
-                    batch_size, target_accept):
-    """One chain as ONE scan over adaptation + burn-in + draws (a single loop body to compile).
-
-    Adaptation (``t < num_adapt``): dual averaging of the step size towards ``target_accept``.
-    MALA also learns a diagonal preconditioner, Stan-style: the variance of w over the second
-    quarter of the adaptation (regularised towards 1e-3) becomes M^-1 at its half-way point,
-    where the step size restarts from ``eps / min(M^-1)`` and adapts again. SGLD keeps the
-    identity metric (devinterp's update). After adaptation everything is fixed."""
-    total = num_adapt + num_burnin + num_draws
-    precondition = sampler == "mala" and num_adapt >= 40
-    half, quarter = num_adapt // 2, num_adapt // 4
-
-    def step(key, state, eps, inv_mass, w_star, data, nbeta, gamma, n):
-        if sampler == "mala":
-            return langevin.mala_step(key, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
-        return langevin.sgld_step(key, state, eps, loss_fn, data, w_star, nbeta, gamma,
-                                  batch_loss_fn, n, batch_size)
-
-    def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
-        state = (langevin.mala_init(loss_fn, w_star, data, w_star, nbeta, gamma)
-                 if sampler == "mala" else langevin.sgld_init(w_star))
-        d = w_star.shape[0]
-        ones = jnp.ones((d,), w_star.dtype)
-
-        def body(carry, xs):
-            state, da, inv_mass, (cnt, mean, m2) = carry
-            k, t = xs
-            adapting = t < num_adapt
-            eps = jnp.where(adapting, jnp.exp(da.log_eps),
-                            jnp.exp(da.log_eps_bar) if num_adapt else eps0)
-            state, info = step(k, state, eps, inv_mass, w_star, data, nbeta, gamma, n)
-            if num_adapt:
-                new_da = langevin.da_update(da, info.accept_prob, target_accept)
-                da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
-            if precondition:
-                w = state.w
-                collect = (t >= quarter) & (t < half)
-                cnt_new = cnt + 1
-                delta = w - mean
-                mean_new = mean + delta / cnt_new
-                m2_new = m2 + delta * (w - mean_new)
-                cnt, mean, m2 = (jnp.where(collect, cnt_new, cnt), jnp.where(collect, mean_new, mean),
-                                 jnp.where(collect, m2_new, m2))
-                switch = t == half - 1
-                var = m2 / jnp.maximum(cnt - 1, 1)
-                reg = (cnt / (cnt + 5)) * var + 1e-3 * (5 / (cnt + 5))
-                reg = jnp.where(jnp.isfinite(reg) & (reg > 0), reg, 1.0)
-                restart = langevin.da_init(jnp.exp(da.log_eps) / jnp.min(reg))
-                da = jax.tree.map(lambda a, b: jnp.where(switch, a, b), restart, da)
-                inv_mass = jnp.where(switch, reg, inv_mass)
-            return (state, da, inv_mass, (cnt, mean, m2)), (info.loss, info.accept_prob, eps)
-
-        xs = (jax.random.split(key, total), jnp.arange(total))
-        welford = (jnp.zeros((), w_star.dtype), jnp.zeros_like(w_star), jnp.zeros_like(w_star))
-        carry = (state, langevin.da_init(eps0), ones, welford)
-        _, (loss, accept, eps) = jax.lax.scan(body, carry, xs)
-        keep = num_adapt + num_burnin
-        return loss[keep:], accept[keep:], eps[-1]
-
-    return one_chain
-
-
-def _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept, max_tree_depth):
-    from numpyro.infer.hmc import hmc
-
-    def potential_fn_gen(data, w_star, nbeta, gamma):
-        def potential(w):
-            diff = w - w_star
-            return nbeta * loss_fn(w, data) + 0.5 * gamma * jnp.vdot(diff, diff)
-        return potential
-
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
-    num_warmup = num_adapt + num_burnin
-
-    def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
-        args = (data, w_star, nbeta, gamma)
-        state = init_kernel(w_star, num_warmup, step_size=eps0, adapt_step_size=num_adapt > 0,
-                            target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                            model_args=args, rng_key=key)
-        if num_warmup:
-            state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=args), None), state,
-                                    None, length=num_warmup)
-
-        def draw(s, _):
-            s = sample_kernel(s, model_args=args)
-            return s, (loss_fn(s.z, data), s.accept_prob)
-
-        _, (loss, accept) = jax.lax.scan(draw, state, None, length=num_draws)
-        return loss, accept, state.adapt_state.step_size
-
-    return one_chain
 
 
 # ----------------------------------------------------------------------------- estimator
