@@ -83,6 +83,17 @@ def test_sgld_step_size_bias_is_upward_and_mala_removes_it():
     assert small.mean < sgld.mean
 
 
+def test_nuts_on_the_localised_posterior():
+    """NUTS (numpyro's functional hmc, diagonal mass adaptation) agrees with d/2 too."""
+    d = 4
+    p, w_ls = _linear_problem(d)
+    res = lc.llc_for_problem(jax.random.key(0), p, w_ls, gamma=0.0, sampler="nuts",
+                             num_chains=4, num_draws=400, num_adapt=200)
+    assert not res.diverged and res.warnings == ()
+    assert abs(res.mean - d / 2) < Z_MAX * _mcse(res)
+    assert 0.6 < np.mean(res.acceptance) <= 1.0
+
+
 def test_mala_acceptance_sanity():
     """Tiny steps are almost always accepted, huge ones almost never (and say so)."""
     p, w_ls = _linear_problem(4)
