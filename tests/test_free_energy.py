@@ -162,3 +162,26 @@ def test_beta_slope_matches_exact_slope(linreg_draws):
     exact_slope = fe.linear_gaussian_beta_slope(x, y, betas[i_win])
     assert abs(exact_slope - 2.5) < 0.1      # near d/2; the exact finite-n value is the target
     assert abs(r.slope - exact_slope) < 4 * r.stderr, (r.slope, r.stderr, exact_slope)
+
+
+# ----------------------------------------------------------------------------- stage contract
+def test_stage_summary_keys_and_figure(tiny_config, tmp_path):
+    """summary.json gains free_energy{...} and lambda{...}; exact is null for a ReLU net."""
+    import json
+
+    from slt import config as config_mod, runs
+
+    path = tiny_config(free_energy={"num_betas": 4, "num_chains": 2, "num_warmup": 20, "num_samples": 20},
+                       **{"lambda": {"num_betas": 2}})
+    cfg = config_mod.load(path)
+    run_dir = runs.execute(cfg, stages=["free_energy"], out_dir=tmp_path / "out")
+    s = json.loads((run_dir / "summary.json").read_text())
+    f, lam = s["free_energy"], s["lambda"]
+    for key in ("wbic", "ti", "ti_stderr", "stepping_stone", "stepping_stone_stderr", "exact", "betas",
+                "E_nL_n", "nL_n_truth"):
+        assert key in f, key
+    assert f["exact"] is None and lam["exact_slope"] is None
+    assert len(f["betas"]) == len(f["E_nL_n"]) and f["betas"][0] == 0.0 and f["betas"][-1] == 1.0
+    assert f["nL_n_truth"] == pytest.approx(60 * s["loss"]["L_n_truth"])
+    assert isinstance(lam["beta_slope"], float) and lam["beta_slope_stderr"] > 0
+    assert (run_dir / "free_energy.png").stat().st_size > 10_000
