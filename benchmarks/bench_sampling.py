@@ -63,22 +63,26 @@ def _peer_model():
 
 
 def run_peer(x, y, num_chains=4, num_warmup=1000, num_samples=1000, chain_method="vectorized",
-             seed=0):
+             seed=0, init=None):
     """The peer script's MCMC call, timed the same way; returns flat draws (chains, draws, 9)."""
     from numpyro.infer import MCMC, NUTS
 
     t0 = time.perf_counter()
     mcmc = MCMC(NUTS(_peer_model()), num_warmup=num_warmup, num_samples=num_samples,
                 num_chains=num_chains, chain_method=chain_method, progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(seed), x, y, extra_fields=("num_steps",))
+    init_params = None if init is None else {  # only for --start truth (not the peer's default)
+        "w1": init[:, :4].reshape(-1, 2, 2), "b1": init[:, 4:6], "q": init[:, 6:8], "c": init[:, 8]}
+    mcmc.run(jax.random.PRNGKey(seed), x, y, extra_fields=("num_steps", "diverging"),
+             init_params=init_params)
     s = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - t0
     c, k = s["c"].shape
     # slt's flat order for [2, 2, 1]: W1 row-major, b1, W2 = q, b2 = c
     flat = np.concatenate([np.asarray(s["w1"]).reshape(c, k, 4), np.asarray(s["b1"]),
                            np.asarray(s["q"]), np.asarray(s["c"])[..., None]], axis=-1)
-    steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
-    return flat, wall, float(steps.mean()), 0
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    steps = np.asarray(extra["num_steps"])
+    return flat, wall, float(steps.mean()), int(np.asarray(extra["diverging"]).sum())
 
 
 def peer_init(x, y, num_chains=4, seed=0):
@@ -92,6 +96,10 @@ def peer_init(x, y, num_chains=4, seed=0):
     keys = jax.random.split(jax.random.PRNGKey(seed), num_chains)
     z = jax.vmap(lambda k: NUTS(_peer_model()).init(k, 10, model_args=(x, y)).z)(keys)
     return jnp.concatenate([z["w1"].reshape(num_chains, 4), z["b1"], z["q"], z["c"][:, None]], -1)
+
+
+# the peer's one-node truth embedded in [2, 2, 1] (second node off): W1, b1, q, c
+TRUTH_W = jnp.array([1.0, 0.5, 0.0, 0.0, -0.3, 0.0, 1.2, 0.0, 0.1])
 
 
 def problem_for(x, y) -> Problem:
@@ -163,7 +171,7 @@ def lever_grid(num_warmup: int):
 
 
 def main(n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False, peer=True,
-         seeds=1, first_seed=0, log=print):
+         seeds=1, first_seed=0, start="peer", log=print):
     """Run the peer and slt side by side for each seed (seed 0 is the peer script exactly);
     return one row per sampler configuration with median-over-seeds numbers."""
     x, y = peer_data(n)
@@ -173,9 +181,13 @@ def main(n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False, 
     for seed in range(first_seed, first_seed + seeds):
         # paired starts: ESS(L_n) depends on which local mode each chain falls into (R-hat
         # on L_n flags a split), so both samplers start every chain from the same point
-        init = peer_init(x, y, num_chains, seed)
+        if start == "peer":
+            init = peer_init(x, y, num_chains, seed)
+        else:  # every chain near the truth (main basin): mixing speed without trapping luck
+            init = TRUTH_W + 0.1 * jax.random.normal(jax.random.key(100 + seed), (num_chains, 9))
         if peer:
-            flat, wall, steps, div = run_peer(x, y, num_chains, num_warmup, num_samples, seed=seed)
+            flat, wall, steps, div = run_peer(x, y, num_chains, num_warmup, num_samples, seed=seed,
+                                              init=None if start == "peer" else init)
             r = score("numpyro peer (vectorized)", problem, flat, wall, steps, div,
                       num_warmup=num_warmup)
             per.setdefault(r["name"], []).append(r)
@@ -226,11 +238,14 @@ if __name__ == "__main__":
     ap.add_argument("--cache", action="store_true", help="use the persistent compilation cache")
     ap.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..K-1; medians")
     ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--start", choices=("peer", "truth"), default="peer",
+                    help="peer: the peer's own starting points (default); truth: both start near "
+                         "the truth (0.1 jitter), which removes trapping in local modes")
     ap.add_argument("--csv", default=None)
     a = ap.parse_args()
     out = main(n=a.n, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.samples,
                levers=a.levers, peer=not a.no_peer, seeds=a.seeds,
-               first_seed=a.first_seed)
+               first_seed=a.first_seed, start=a.start)
     for r in out:
         if "ratio_vs_peer" in r:
             print(f"{r['name']:<32s} ESS/s ratio vs peer: {r['ratio_vs_peer']:.2f}x")

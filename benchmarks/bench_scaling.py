@@ -184,17 +184,21 @@ def peak_rss_subprocess(n=1_000_000, num_chains=4, num_samples=10):
     import textwrap
 
     script = textwrap.dedent(f"""
-        import resource, sys
+        import sys
         sys.path.insert(0, {repr(__file__.rsplit('/', 1)[0])})
+        def hwm():  # this process's own peak RSS (ru_maxrss would carry the parent's over exec)
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
         from bench_scaling import relu_problem, _init
         import jax
         from slt import samplers
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = hwm()
         p = relu_problem({n})
         res = samplers.sample(jax.random.key(0), p, _init(p, {num_chains}, 0), method="hmc",
                               num_steps=3, num_warmup=0, num_samples={num_samples},
                               step_size=1e-3, progress_bar=False)
-        print(base / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        print(base / 1024, hwm() / 1024,
               res.positions.nbytes / 2**20)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
