@@ -143,6 +143,10 @@ def run_all(quick=False, with_peers=None, out_dir: Path = BENCH, figure_dir: Pat
         rows = bench_sampling.main(seeds=seeds, log=log, **kw)
         sections["sampling"] = rows
         record("sampling", rows)
+        if not quick:  # the same with every chain near the truth: no trapping lottery
+            rows = bench_sampling.main(seeds=seeds, start="truth", log=log, **kw)
+            sections["sampling_truth"] = rows
+            record("sampling_truth", rows)
     if want("gradients"):
         cases = ([("headline [2,2,1], n=100", (2, 2, 1), 100)] if quick else bench_gradients.CASES)
         rows = bench_gradients.main(cases=cases, steps=20 if quick else 200,
