@@ -244,7 +244,8 @@ def render(info: dict, s: dict) -> str:
             ("ESS(L_n)", _g("ess_loss", "{:.0f}")),
             ("ESS/s", _g("ess_per_s", "{:.2f}")), ("ESS/s ratio", _g("ratio_vs_peer", "{:.2f}x")),
             ("R-hat(L_n)", _g("rhat_loss", "{:.3f}")), ("min ESS raw", _g("ess_raw_min", "{:.0f}")),
-            ("leapfrog/iter", _g("mean_leapfrog", "{:.0f}")), ("seeds", _g("seeds", "{:.0f}")),
+            ("leapfrog/iter", _g("mean_leapfrog", "{:.0f}")),
+            ("divergences (median)", _g("divergences", "{:.0f}")), ("seeds", _g("seeds", "{:.0f}")),
             ("per-seed ESS/s", lambda r: r.get("per_seed", ""))]))
     if "gradients" in s:
         out.append("\n## Gradient throughput: slt log density vs hand-fused jax.grad (ceiling)\n\n")
