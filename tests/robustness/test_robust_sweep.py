@@ -122,7 +122,10 @@ def test_sigkill_and_resume(tmp_path, reference):
     seen: dict = {}
     survived = 0
     for label, wait in kill_points:
-        p = popen(["sweep", cfg, "--out", out])
+        # a shell without job control starts background jobs with SIGINT ignored, and Python then
+        # never installs its KeyboardInterrupt handler: give the child the default disposition
+        p = popen(["sweep", cfg, "--out", out],
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         hit = wait(p)
         if p.poll() is not None:
             pytest.fail(f"sweep ended before the kill point '{label}': rc={p.returncode}\n{p.stderr.read()}")
