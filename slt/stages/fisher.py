@@ -61,19 +61,11 @@ def run(ctx: Context) -> StageOutput:
 
 def _posterior(ctx: Context, figures: dict) -> dict:
     """I(w) at posterior draws: per-draw ranks, the averaged matrix, mean explanation."""
-    from slt import samplers
-    from slt.posterior import resolve_beta
-    from slt.stages.sampling import initial_positions
+    from slt.stages.sampling import sample_posterior
 
-    cfg, sc, p = ctx.config.fisher, ctx.config.sampler, ctx.problem
-    beta = resolve_beta(sc.beta, p.n)
-    init = initial_positions(ctx, sc.num_chains, sc.init, name="fisher_init")
-    res = samplers.sample(ctx.key("fisher_sample"), p, init, beta, method=sc.method,
-                          num_warmup=sc.num_warmup, num_samples=sc.num_samples,
-                          step_size=sc.step_size, num_steps=sc.num_steps,
-                          max_tree_depth=sc.max_tree_depth, dense_mass=sc.dense_mass,
-                          target_accept=sc.target_accept, thinning=sc.thinning,
-                          desc=f"{ctx.config.name}: fisher draws")
+    cfg, p = ctx.config.fisher, ctx.problem
+    res, beta = sample_posterior(ctx, key_name="fisher_sample", init_name="fisher_init",
+                                 desc=f"{ctx.config.name}: fisher draws")
     flat = res.positions.reshape(-1, p.d)
     idx = np.linspace(0, flat.shape[0] - 1, min(cfg.num_draws, flat.shape[0])).astype(int)
     draws = flat[idx]

@@ -30,17 +30,25 @@ def fixed_inputs(ctx: Context, k: int) -> jax.Array:
     return ctx.problem.x[: min(k, ctx.problem.n)]
 
 
-def run(ctx: Context) -> StageOutput:
+def sample_posterior(ctx: Context, key_name: str = "sample", init_name: str = "init",
+                     desc: str | None = None) -> tuple[samplers.SampleResult, float]:
+    """Sample the tempered posterior with the config's ``sampler`` section; returns (draws, beta)."""
     cfg, p = ctx.config.sampler, ctx.problem
     beta = resolve_beta(cfg.beta, p.n)
-    init = initial_positions(ctx, cfg.num_chains, cfg.init)
-    t0 = time.perf_counter()
-    res = samplers.sample(ctx.key("sample"), p, init, beta, method=cfg.method,
+    init = initial_positions(ctx, cfg.num_chains, cfg.init, name=init_name)
+    res = samplers.sample(ctx.key(key_name), p, init, beta, method=cfg.method,
                           num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
                           step_size=cfg.step_size, num_steps=cfg.num_steps,
                           max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
                           target_accept=cfg.target_accept, thinning=cfg.thinning,
-                          desc=f"{ctx.config.name}: {cfg.method}")
+                          desc=desc or f"{ctx.config.name}: {cfg.method}")
+    return res, beta
+
+
+def run(ctx: Context) -> StageOutput:
+    cfg, p = ctx.config.sampler, ctx.problem
+    t0 = time.perf_counter()
+    res, beta = sample_posterior(ctx)
     sampling_s = time.perf_counter() - t0
     xf = fixed_inputs(ctx, cfg.num_predict_inputs)
     outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
