@@ -29,7 +29,6 @@ Run:  python benchmarks/bench_llc.py [--devinterp-draws 200] [--chains 4] [--dra
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys

@@ -17,7 +17,6 @@ Run:  python benchmarks/bench_sampling.py [--levers] [--csv out.csv]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 

@@ -22,7 +22,6 @@ import math
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from slt import diagnostics, models, samplers

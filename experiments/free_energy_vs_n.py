@@ -51,7 +51,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from slt import config as config_mod
-from slt import free_energy as fe
 from slt import sweep as sweep_mod
 
 ROOT = Path(os.environ.get("SLT_REPO", Path.cwd()))

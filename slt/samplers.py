@@ -29,18 +29,19 @@ from slt.posterior import Problem
 
 
 class SampleResult(NamedTuple):
-    """Posterior draws after warmup. Leading axes ``(*batch, num_chains, num_samples)``.
+    """Posterior draws after warmup.
 
-    ``batch`` is empty for one temperature, ``(num_betas,)`` for :func:`sample_tempered`.
+    Axes are ``(num_chains, num_samples)``; a per-chain ``beta`` array gives each chain its own
+    temperature (``slt.tempered`` is the fixed-length HMC path for whole beta grids).
     """
 
-    positions: np.ndarray      # (..., chains, draws, d)  flat parameters (thinned)
-    loss: np.ndarray           # (..., chains, draws)     L_n of every draw
-    diverging: np.ndarray      # (..., chains, draws)     bool
-    accept_prob: np.ndarray    # (..., chains, draws)
-    num_steps: np.ndarray      # (..., chains, draws)     leapfrog steps per transition
-    step_size: np.ndarray      # (..., chains)            adapted step size
-    warmup_loss: np.ndarray    # (..., chains, num_warmup) L_n during warmup (for trace plots)
+    positions: np.ndarray      # (chains, draws, d)  flat parameters (thinned)
+    loss: np.ndarray           # (chains, draws)     L_n of every draw
+    diverging: np.ndarray      # (chains, draws)     bool
+    accept_prob: np.ndarray    # (chains, draws)
+    num_steps: np.ndarray      # (chains, draws)     leapfrog steps per transition
+    step_size: np.ndarray      # (chains,)               adapted step size
+    warmup_loss: np.ndarray    # (chains, num_warmup) L_n during warmup (for trace plots)
 
 
 def _potential_fn_gen(problem: Problem, beta):

@@ -1,5 +1,4 @@
 """Config validation through the CLI: exit status 2, one line naming the key, no run directory."""
-import json
 
 import numpy as np
 import pytest

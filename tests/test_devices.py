@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 _SHARDING_SCRIPT = textwrap.dedent("""
     import json, os

@@ -1,5 +1,4 @@
 """The free-energy notebook (jupytext percent script) runs end to end on small settings."""
-import os
 from pathlib import Path
 
 import pytest

@@ -1,10 +1,8 @@
 """Sweeps over n: layout, resume (checked, not assumed), the Ray backend's identical numbers,
 and the reduced-rank-regression lambda from the log n slope (Aoyagi & Watanabe 2005)."""
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from slt import config as config_mod

@@ -243,7 +243,7 @@ def shape_mismatch(draw, command):
         expect = "truth"
     elif what == "layer type":
         t["params"][0] = draw(st.sampled_from([[1.0], 3, "W", None]))
-    return case(f"shape mismatch", {"cfg.yaml": dump(raw)}, [expect])
+    return case("shape mismatch", {"cfg.yaml": dump(raw)}, [expect])
 
 
 @st.composite

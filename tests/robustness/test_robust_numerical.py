@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robust_util import COUNTS, has_llc, load_summary, run_cli, tiny, write_config
+from robust_util import COUNTS, has_llc, run_cli, tiny, write_config
 
 
 def _run(tmp_path, raw, command="run"):
