@@ -117,8 +117,12 @@ class SamplerConfig:
     max_tree_depth: int = _field(8, check=at_least(1), doc="NUTS maximum tree depth")
     dense_mass: bool = _field(False, doc="adapt a dense mass matrix")
     thinning: int = _field(1, check=at_least(1))
-    init: str = _field("prior", choices=("prior", "truth"),
-                       doc="chain starts: dispersed prior draws, or the truth")
+    init: str = _field("screen", choices=("screen", "prior", "truth"),
+                       doc="chain starts: best of init_candidates optimised prior draws per chain "
+                           "(screen), dispersed prior draws, or the truth")
+    init_candidates: int = _field(16, check=at_least(1),
+                                  doc="init: screen: prior draws optimised per chain")
+    init_steps: int = _field(500, check=at_least(1), doc="init: screen: Adam steps per candidate")
     num_predict_inputs: int = _field(4, check=at_least(1),
                                      doc="fixed inputs whose network outputs get R-hat/ESS")
 
@@ -134,8 +138,9 @@ class FreeEnergyConfig:
     num_samples: int = _field(800, check=at_least(2))
     num_steps: int = _field(4, check=at_least(1),
                             doc="leapfrog steps per fixed-length HMC transition (step size adapted per chain)")
-    init: str = _field("prior", choices=("prior", "truth"),
-                       doc="chain starts at every beta: prior draws, or the truth (+1e-3 jitter)")
+    init: str = _field("prior", choices=("prior", "screen", "truth"),
+                       doc="chain starts at every beta: prior draws, the sampler section's screened "
+                           "starts (found at beta = 1), or the truth (+1e-3 jitter)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
 
 
@@ -540,7 +545,7 @@ def describe(cls=Config, prefix: str = "") -> list[tuple[str, str, str]]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
         doc = f.metadata.get("doc", "")
         if f.metadata.get("choices"):
-            doc = (doc + " " if doc else "") + "one of " + ", ".join(f.metadata["choices"])
+            doc = (doc + "; " if doc else "") + "one of " + ", ".join(f.metadata["choices"])
         rows.append((key, repr(default) if default != "required" else "required", doc))
     return rows
 

@@ -83,3 +83,57 @@ def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
                        "train": {"final_loss": float(res.loss), "grad_norm": float(res.grad_norm),
                                  "steps": tc.steps, "learning_rate": tc.learning_rate}}
     raise ValueError(f"unknown point {section.at!r}")
+
+
+class ScreenResult(NamedTuple):
+    starts: jax.Array        # (num_chains, d) the chosen start of every chain
+    candidate_loss: jax.Array  # (num_chains, num_candidates) L_n of every optimised candidate
+    chosen: jax.Array        # (num_chains,) index of the chosen candidate
+
+
+def screened_starts(key: jax.Array, problem: Problem, num_chains: int, beta=1.0,
+                    num_candidates: int = 16, steps: int = 300,
+                    learning_rate: float = 0.05) -> ScreenResult:
+    """Chain starts in the posterior's main basin: for each chain, draw ``num_candidates``
+    points from the prior, run ``steps`` Adam steps on the tempered potential
+    ``U(w) / (n beta) = L_n(w) - log phi(w) / (n beta)`` from each, and keep the lowest.
+
+    Why: from a single dispersed start NUTS gets trapped in a local mode of a neural-network
+    posterior for the whole run (~1 chain in 6 on the headline ReLU posterior), and one trapped
+    chain collapses ESS and R-hat. Local modes whose potential is many nats above the best
+    one carry negligible posterior mass, so starting every chain at its own best-of-K point
+    removes the trap without biasing the draws (warmup still moves every chain off its
+    optimum; the starts differ between chains because every chain has its own candidates).
+    Cost: ``num_chains * num_candidates * steps`` gradients, a few percent of a NUTS run.
+    """
+    dtype = problem.x.dtype
+    w0 = problem.prior_std * jax.random.normal(key, (num_chains, num_candidates, problem.d), dtype)
+    w, loss = _screen(problem, w0, jnp.asarray(beta, dtype), steps, jnp.asarray(learning_rate, dtype))
+    objective = jnp.where(jnp.isfinite(loss[1]), loss[1], jnp.inf)
+    chosen = jnp.argmin(objective, axis=1)
+    starts = jnp.take_along_axis(w, chosen[:, None, None], axis=1)[:, 0]
+    return ScreenResult(starts, loss[0], chosen)
+
+
+@jax.jit(static_argnames=("steps",))
+def _screen(problem: Problem, w0: jax.Array, beta, steps: int, learning_rate):
+    adam = optax.adam(learning_rate)
+    scale = 1.0 / (problem.n * beta)
+
+    def objective(w):
+        return problem.loss(w) - scale * problem.log_prior(w)
+
+    def run_one(w):
+        def step(carry, _):
+            w, state = carry
+            g = jax.grad(objective)(w)
+            updates, state = adam.update(g, state, w)
+            return (optax.apply_updates(w, updates), state), None
+
+        (w, _), _ = jax.lax.scan(step, (w, adam.init(w)), None, length=steps)
+        return w, (problem.loss(w), objective(w))
+
+    flat = w0.reshape(-1, w0.shape[-1])
+    w, (loss, obj) = jax.vmap(run_one)(flat)
+    shape = w0.shape[:2]
+    return w.reshape(w0.shape), (loss.reshape(shape), obj.reshape(shape))

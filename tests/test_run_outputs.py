@@ -31,6 +31,9 @@ def test_run_writes_complete_directory(tiny_config, tmp_path, capsys):
         assert np.isfinite(summary["loss"][key])
     for key in ("num_chains", "num_samples", "divergences", "rhat_max_invariant", "ess_bulk_min_invariant"):
         assert key in summary["diagnostics"]
+    init = summary["diagnostics"]["init"]  # the default: screened starts, described per chain
+    assert init["how"] == "screen" and len(init["chosen_L_n"]) == 2
+    assert min(init["chosen_L_n"]) >= init["candidate_L_n_quantiles"][0]
     assert set(summary["versions"]) >= {"slt", "jax", "numpyro", "arviz"}
     assert summary["timing"]["total_s"] >= summary["timing"]["sampling_s"] > 0
     idata = az.from_netcdf(str(run_dir / "posterior.nc"))

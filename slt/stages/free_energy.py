@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 
+import jax.numpy as jnp
 import numpy as np
 
 from slt import diagnostics, free_energy as fe, tempered
@@ -43,9 +44,13 @@ def run(ctx: Context) -> StageOutput:
     betas, i_grid, i_win, i_star = temperatures(n, fcfg, lcfg)
     if fcfg.init == "truth" and ctx.truth_w is None:
         ctx.warn("free_energy.init: the truth does not embed into the model; chains start from the prior")
-    how = fcfg.init if ctx.truth_w is not None else "prior"
-    init = initial_positions(ctx, len(betas) * fcfg.num_chains, how, "free_energy/init").reshape(
-        len(betas), fcfg.num_chains, p.d)
+    how = "prior" if fcfg.init == "truth" and ctx.truth_w is None else fcfg.init
+    if how == "screen":  # the main basin at beta = 1, shared by every temperature's chains
+        start, _ = initial_positions(ctx, fcfg.num_chains, "screen", "free_energy/init")
+        init = jnp.broadcast_to(start, (len(betas), fcfg.num_chains, p.d))
+    else:
+        init = initial_positions(ctx, len(betas) * fcfg.num_chains, how, "free_energy/init")[0].reshape(
+            len(betas), fcfg.num_chains, p.d)
     t0 = time.perf_counter()
     res = tempered.sample_tempered(ctx.key("free_energy"), p, init, betas, num_warmup=fcfg.num_warmup,
                                    num_samples=fcfg.num_samples, num_steps=fcfg.num_steps,

@@ -14,15 +14,41 @@ from slt.posterior import resolve_beta
 from slt.runs import Context, StageOutput, inference_data_bytes
 
 
-def initial_positions(ctx: Context, num_chains: int, how: str, name: str = "init") -> jax.Array:
-    """Dispersed prior draws, or the embedded truth (plus 1e-3 jitter) for every chain."""
+def initial_positions(ctx: Context, num_chains: int, how: str, name: str = "init",
+                      beta: float = 1.0) -> tuple[jax.Array, dict]:
+    """Chain starts and a description of them for summary.json.
+
+    ``screen``: per chain the best of ``sampler.init_candidates`` Adam-optimised prior draws
+    (:func:`slt.optimize.screened_starts`, on the tempered potential at ``beta``); ``prior``:
+    dispersed prior draws; ``truth``: the embedded truth plus 1e-3 jitter for every chain.
+    """
     p = ctx.problem
     if how == "truth":
         if ctx.truth_w is None:
             raise ValueError("sampler.init: truth needs a truth that embeds into the model")
         jitter = 1e-3 * jax.random.normal(ctx.key(name), (num_chains, p.d))
-        return ctx.truth_w[None, :] + jitter
-    return samplers.prior_draws(ctx.key(name), num_chains, p.d, p.prior_std)
+        return ctx.truth_w[None, :] + jitter, {"how": "truth"}
+    if how == "screen":
+        from slt import optimize
+
+        cfg = ctx.config.sampler
+        res = optimize.screened_starts(ctx.key(name), p, num_chains, beta, cfg.init_candidates,
+                                       cfg.init_steps)
+        cand = np.asarray(res.candidate_loss, np.float64)
+        chosen = cand[np.arange(num_chains), np.asarray(res.chosen)]
+        spread = p.n * float(np.ptp(chosen)) if np.all(np.isfinite(chosen)) else float("inf")
+        if spread > 10.0:
+            ctx.warn(f"{name}: screened chain starts lie in basins whose n L_n differ by {spread:.1f} "
+                     "nats; the posterior may have several modes (more init_candidates or "
+                     "init_steps?)")
+        finite = cand[np.isfinite(cand)]
+        info = {"how": "screen", "candidates": cfg.init_candidates, "steps": cfg.init_steps,
+                "chosen_L_n": [float(v) for v in chosen],
+                "candidate_L_n_quantiles": (None if finite.size == 0 else
+                                            [float(q) for q in np.quantile(finite, [0, .25, .5, .75, 1])]),
+                "chosen_n_L_n_spread": spread}
+        return res.starts, info
+    return samplers.prior_draws(ctx.key(name), num_chains, p.d, p.prior_std), {"how": "prior"}
 
 
 def fixed_inputs(ctx: Context, k: int) -> jax.Array:
@@ -31,24 +57,25 @@ def fixed_inputs(ctx: Context, k: int) -> jax.Array:
 
 
 def sample_posterior(ctx: Context, key_name: str = "sample", init_name: str = "init",
-                     desc: str | None = None) -> tuple[samplers.SampleResult, float]:
-    """Sample the tempered posterior with the config's ``sampler`` section; returns (draws, beta)."""
+                     desc: str | None = None) -> tuple[samplers.SampleResult, float, dict]:
+    """Sample the tempered posterior with the config's ``sampler`` section; returns
+    (draws, beta, description of the chain starts)."""
     cfg, p = ctx.config.sampler, ctx.problem
     beta = resolve_beta(cfg.beta, p.n)
-    init = initial_positions(ctx, cfg.num_chains, cfg.init, name=init_name)
+    init, init_info = initial_positions(ctx, cfg.num_chains, cfg.init, name=init_name, beta=beta)
     res = samplers.sample(ctx.key(key_name), p, init, beta, method=cfg.method,
                           num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
                           step_size=cfg.step_size, num_steps=cfg.num_steps,
                           max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
                           target_accept=cfg.target_accept, thinning=cfg.thinning,
                           desc=desc or f"{ctx.config.name}: {cfg.method}")
-    return res, beta
+    return res, beta, init_info
 
 
 def run(ctx: Context) -> StageOutput:
     cfg, p = ctx.config.sampler, ctx.problem
     t0 = time.perf_counter()
-    res, beta = sample_posterior(ctx)
+    res, beta, init_info = sample_posterior(ctx)
     sampling_s = time.perf_counter() - t0
     xf = fixed_inputs(ctx, cfg.num_predict_inputs)
     outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
@@ -83,7 +110,7 @@ def run(ctx: Context) -> StageOutput:
                  "E_L_n_mcse": diagnostics.mcse_mean(res.loss) if finite else None},
         "diagnostics": {
             "sampler": cfg.method, "num_chains": cfg.num_chains, "num_samples": cfg.num_samples,
-            "num_warmup": cfg.num_warmup, "divergences": num_div,
+            "num_warmup": cfg.num_warmup, "divergences": num_div, "init": init_info,
             "rhat_max_invariant": None if diag is None else diag.rhat_max_invariant,
             "ess_bulk_min_invariant": None if diag is None else diag.ess_bulk_min_invariant,
             "rhat_loss": None if diag is None else diag.rhat_loss,
