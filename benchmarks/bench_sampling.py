@@ -5,6 +5,12 @@ Both run in ONE process on the SAME data: the peer's model, data and settings ar
 its own one-node truth, ``MCMC(NUTS(model))`` with 4 chains x (1000 warmup + 1000 draws),
 ``chain_method="vectorized"``). slt samples the same posterior with :func:`slt.samplers.sample`.
 
+Rows: the peer from its own dispersed starts; "slt default", what ``slt run`` does (every chain
+starts at the best of 16 Adam-optimised prior draws, ``sampler.init: screen``; the screening,
+compile included, is inside the timed wall); "slt from the same starts", slt's sampler from
+exactly the peer's starting points (paired: the sampler alone, trapping luck included). With
+``--start truth`` both start every chain near the truth.
+
 The figure of merit is ESS per second on ``L_n``: ArviZ bulk ESS of the per-draw empirical
 loss (computed identically for both from the draws), divided by the wall time of the whole
 sampling call *including compilation* (the persistent compilation cache is off here unless
@@ -29,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slt import diagnostics, models, samplers
+from slt import diagnostics, models, optimize, samplers
 from slt.data import Dataset
 from slt.posterior import Problem
 
@@ -66,6 +72,7 @@ def run_peer(x, y, num_chains=4, num_warmup=1000, num_samples=1000, chain_method
     """The peer script's MCMC call, timed the same way; returns flat draws (chains, draws, 9)."""
     from numpyro.infer import MCMC, NUTS
 
+    cold()
     t0 = time.perf_counter()
     mcmc = MCMC(NUTS(_peer_model()), num_warmup=num_warmup, num_samples=num_samples,
                 num_chains=num_chains, chain_method=chain_method, progress_bar=False)
@@ -125,12 +132,24 @@ def run_slt(problem: Problem, num_chains=4, num_warmup=1000, num_samples=1000, s
             jax.config.update("jax_enable_x64", False)
 
 
-def _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, **kwargs):
+def cold():
+    """Forget every compiled program, so each timed run pays its compilation (as the peer's
+    fresh ``MCMC.run`` does) whatever ran before it in this process."""
+    jax.clear_caches()
+    samplers._kernel.cache_clear()
+    samplers._compiled.cache_clear()
+
+
+def _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, screen=False, **kwargs):
     key = jax.random.key(seed)
-    if init is None or len(init) != num_chains:
+    cold()
+    t0 = time.perf_counter()
+    if screen:  # slt's default (sampler.init: screen), timed: its own candidates, not ``init``
+        init = optimize.screened_starts(jax.random.fold_in(key, 1), problem, num_chains).starts
+    elif init is None or len(init) != num_chains:
         init = samplers.prior_draws(jax.random.fold_in(key, 1), num_chains, problem.d,
                                     problem.prior_std)
-    t0 = time.perf_counter()
+        t0 = time.perf_counter()
     res = samplers.sample(key, problem, init, 1.0, num_warmup=num_warmup,
                           num_samples=num_samples, progress_bar=False, **kwargs)
     wall = time.perf_counter() - t0
@@ -151,22 +170,28 @@ def score(name, problem, positions, wall, mean_steps, divergences, loss=None, **
                 divergences=divergences, E_L_n=round(float(loss.mean()), 5), **extra)
 
 
-# (name, slt kwargs) -- the levers measured with --levers; the first is slt's default
-def lever_grid(num_warmup: int):
-    return [
-        ("slt default (warmup 500)", dict(num_warmup=500)),
-        (f"slt warmup {num_warmup} (as peer)", dict(num_warmup=num_warmup)),
-        ("slt warmup 250", dict(num_warmup=250)),
-        ("slt max_tree_depth 6", dict(num_warmup=500, max_tree_depth=6)),
-        ("slt max_tree_depth 10", dict(num_warmup=500, max_tree_depth=10)),
-        ("slt dense mass", dict(num_warmup=500, dense_mass=True)),
-        ("slt chunk 1000", dict(num_warmup=500, chunk_size=1000)),
-        ("slt chunk 50", dict(num_warmup=500, chunk_size=50)),
-        ("slt 8 chains x 500 draws", dict(num_warmup=500, num_chains=8, num_samples=500)),
-        ("slt one device (no sharding)", dict(num_warmup=500, devices=1)),
-        ("slt float64", dict(num_warmup=500, x64=True)),
-        ("slt target_accept 0.65", dict(num_warmup=500, target_accept=0.65)),
-    ]
+# (name, slt kwargs) -- the rows; the first is what `slt run configs/relu2_truth1.yaml` does
+DEFAULT = "slt default (screened starts)"
+SAME_STARTS = "slt from the same starts"
+
+
+def lever_grid(num_warmup: int, start: str = "peer", levers: bool = False):
+    rows = [(DEFAULT, dict(num_warmup=num_warmup, screen=True))] if start == "peer" else []
+    rows.append((SAME_STARTS, dict(num_warmup=num_warmup)))
+    if levers:  # each lever changes one setting of the same-starts row
+        rows += [
+            ("slt warmup 500", dict(num_warmup=500)),
+            ("slt max_tree_depth 6", dict(num_warmup=num_warmup, max_tree_depth=6)),
+            ("slt max_tree_depth 10", dict(num_warmup=num_warmup, max_tree_depth=10)),
+            ("slt dense mass", dict(num_warmup=num_warmup, dense_mass=True)),
+            ("slt chunk 1000", dict(num_warmup=num_warmup, chunk_size=1000)),
+            ("slt chunk 50", dict(num_warmup=num_warmup, chunk_size=50)),
+            ("slt 8 chains x 500 draws", dict(num_warmup=num_warmup, num_chains=8, num_samples=500)),
+            ("slt one device (no sharding)", dict(num_warmup=num_warmup, devices=1)),
+            ("slt float64", dict(num_warmup=num_warmup, x64=True)),
+            ("slt target_accept 0.65", dict(num_warmup=num_warmup, target_accept=0.65)),
+        ]
+    return rows
 
 
 def main(n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False, peer=True,
@@ -175,7 +200,7 @@ def main(n=1000, num_chains=4, num_warmup=1000, num_samples=1000, levers=False, 
     return one row per sampler configuration with median-over-seeds numbers."""
     x, y = peer_data(n)
     problem = problem_for(x, y)
-    configs = lever_grid(num_warmup) if levers else lever_grid(num_warmup)[:2]
+    configs = lever_grid(num_warmup, start, levers)
     per = {}
     for seed in range(first_seed, first_seed + seeds):
         # paired starts: ESS(L_n) depends on which local mode each chain falls into (R-hat
@@ -230,7 +255,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=1000, help="the peer's warmup (slt default: 500)")
+    ap.add_argument("--warmup", type=int, default=1000, help="warmup of the peer and of slt (the headline config uses 1000)")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--levers", action="store_true", help="also measure each slt lever")
     ap.add_argument("--no-peer", action="store_true")
