@@ -165,13 +165,15 @@ def test_beta_slope_matches_exact_slope(linreg_draws):
 
 
 # ----------------------------------------------------------------------------- stage contract
-def test_stage_summary_keys_and_figure(tiny_config, tmp_path):
+@pytest.mark.parametrize("init", ["prior", "screen"])
+def test_stage_summary_keys_and_figure(tiny_config, tmp_path, init):
     """summary.json gains free_energy{...} and lambda{...}; exact is null for a ReLU net."""
     import json
 
     from slt import config as config_mod, runs
 
-    path = tiny_config(free_energy={"num_betas": 4, "num_chains": 2, "num_warmup": 20, "num_samples": 20},
+    path = tiny_config(free_energy={"num_betas": 4, "num_chains": 2, "num_warmup": 20, "num_samples": 20,
+                                    "init": init},
                        **{"lambda": {"num_betas": 2}})
     cfg = config_mod.load(path)
     run_dir = runs.execute(cfg, stages=["free_energy"], out_dir=tmp_path / "out")

@@ -54,6 +54,7 @@ LEAVES = [
     ("seed", "int"), ("data.n", "int"), ("data.seed", "int"), ("sampler.num_chains", "int"),
     ("sampler.num_warmup", "int"), ("sampler.num_samples", "int"), ("sampler.num_steps", "int"),
     ("sampler.max_tree_depth", "int"), ("sampler.thinning", "int"), ("sampler.num_predict_inputs", "int"),
+    ("sampler.init_candidates", "int"), ("sampler.init_steps", "int"),
     ("model.noise_std", "float"), ("model.prior_std", "float"), ("data.x.low", "float"),
     ("data.x.high", "float"), ("data.x.std", "float"), ("data.noise_std", "float"),
     ("sampler.step_size", "float"), ("sampler.target_accept", "float"),
@@ -66,7 +67,7 @@ LEAVES = [
     ("model.widths", "int_list"),
 ]
 CHOICES = {"model.activation": ("relu", "tanh", "identity"), "sampler.method": ("nuts", "hmc"),
-           "sampler.init": ("prior", "truth"), "precision": ("float32", "float64"),
+           "sampler.init": ("screen", "prior", "truth"), "precision": ("float32", "float64"),
            "data.x.dist": ("uniform", "normal")}
 SECTION_KEYS = {
     "": ["name", "seed", "precision", "model", "truth", "data", "sampler", "free_energy", "lambda", "llc",
@@ -77,7 +78,7 @@ SECTION_KEYS = {
     "data.x": ["dist", "low", "high", "std"],
     "sampler": ["method", "num_chains", "num_warmup", "num_samples", "beta", "step_size", "num_steps",
                 "target_accept", "max_tree_depth", "dense_mass", "thinning", "init",
-                "num_predict_inputs"],
+                "init_candidates", "init_steps", "num_predict_inputs"],
     "output": ["dir", "figures"],
     "sweep": ["n", "seeds"],
 }
@@ -91,6 +92,8 @@ IMPOSSIBLE = [
     ("sampler.max_tree_depth", st.integers(-100, 0), "sampler.max_tree_depth"),
     ("sampler.thinning", st.integers(-100, 0), "sampler.thinning"),
     ("sampler.num_predict_inputs", st.integers(-100, 0), "sampler.num_predict_inputs"),
+    ("sampler.init_candidates", st.integers(-100, 0), "sampler.init_candidates"),
+    ("sampler.init_steps", st.integers(-100, 0), "sampler.init_steps"),
     ("model.noise_std", st.floats(-1e6, 0), "model.noise_std"),
     ("model.prior_std", st.floats(-1e6, 0), "model.prior_std"),
     ("data.x.std", st.floats(-1e6, 0), "data.x.std"),
