@@ -28,6 +28,8 @@ def _run(argv, capsys):
     ({"model__activation": "relus"}, "model.activation", "did you mean 'relu'"),
     ({"model__noise_std": float("nan")}, "model.noise_std", "finite"),
     ({"model__bias": "yes"}, "model.bias", "true or false"),
+    ({"data__n": 10**12}, "data.n", "GiB of memory"),
+    ({"sweep": {"n": [100, 10**13]}}, "sweep.n", "GiB of memory"),
 ])
 def test_bad_config_exits_2_with_one_line(tiny_config, tmp_path, capsys, overrides, key, words):
     path = tiny_config(**overrides)
