@@ -22,6 +22,7 @@ slope of ``F_n - n L_n(w0)`` against ``log n``.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -98,6 +99,34 @@ def run_sweep(cfg: Config, out_dir: str | Path | None = None, backend: str = "lo
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create sweep directory {str(root)!r}: {exc.strerror}") from None
+    with _exclusive(root):
+        return _sweep_locked(cfg, root, backend, address, num_cpus, log)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path):
+    """One sweep process per sweep directory: a second ``slt sweep`` on the same directory
+    stops with one line instead of computing the same points twice. The lock is an ``flock``
+    on ``root/.lock``, released by the kernel however the holder exits (even ``kill -9``)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    try:
+        fh = open(root / ".lock", "a")
+    except OSError as exc:
+        raise RunError(f"cannot create {str(root / '.lock')!r}: {exc.strerror}") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"another slt sweep is running in {str(root)!r}; wait for it to finish "
+                           "(it resumes from complete points) or use another --out") from None
+        yield
+
+
+def _sweep_locked(cfg: Config, root: Path, backend: str, address, num_cpus, log) -> Path:
     points = point_configs(cfg)
     todo = []
     for n, seed, pc in points:

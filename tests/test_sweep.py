@@ -86,6 +86,25 @@ def test_sweep_needs_n():
         sweep_mod.run_sweep(_cfg(sweep=None), out_dir="unused", backend="local", address=None, num_cpus=None)
 
 
+def test_second_sweep_on_the_same_directory_is_refused(tmp_path):
+    """While one sweep holds the directory, another stops at once with one line and computes
+    nothing; once the holder is gone (its lock dies with it) the sweep runs."""
+    import fcntl
+
+    from slt.runs import RunError
+
+    cfg = _cfg(sweep={"n": [40]})
+    root = tmp_path / "lin-sweep"
+    root.mkdir()
+    with open(root / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunError, match="another slt sweep is running"):
+            sweep_mod.run_sweep(cfg, out_dir=tmp_path, backend="local", address=None, num_cpus=None)
+        assert sorted(p.name for p in root.iterdir()) == [".lock"]
+    out = sweep_mod.run_sweep(cfg, out_dir=tmp_path, backend="local", address=None, num_cpus=None)
+    assert (out / "sweep.json").is_file()
+
+
 @pytest.mark.slow
 def test_rrr_lambda_from_log_n_slope(tmp_path):
     """(M, H, N, r) = (3, 3, 3, 1): lambda = 4 (Aoyagi & Watanabe 2005; m = 1, no log log n term).
