@@ -139,9 +139,9 @@ class FreeEnergyConfig:
     num_samples: int = _field(800, check=at_least(2))
     num_steps: int = _field(4, check=at_least(1),
                             doc="leapfrog steps per fixed-length HMC transition (step size adapted per chain)")
-    init: str = _field("prior", choices=("prior", "screen", "truth"),
-                       doc="chain starts at every beta: prior draws, the sampler section's screened "
-                           "starts (found at beta = 1), or the truth (+1e-3 jitter)")
+    init: str = _field("screen", choices=("screen", "prior", "truth"),
+                       doc="chain starts at every beta: the sampler section's screened starts "
+                           "(found at beta = 1), prior draws, or the truth (+1e-3 jitter)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
 
 
