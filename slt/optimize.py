@@ -27,17 +27,24 @@ def train(key: jax.Array, problem: Problem, steps: int = 3000, learning_rate: fl
     return _train(problem, w0, steps, learning_rate)
 
 
-@jax.jit(static_argnames=("steps",))
-def _train(problem: Problem, w0: jax.Array, steps: int, learning_rate) -> TrainResult:
+def _adam(objective, w0: jax.Array, steps: int, learning_rate) -> tuple[jax.Array, jax.Array]:
+    """``steps`` Adam steps on ``objective`` from ``w0`` in one ``lax.scan``; returns the final
+    point and the objective along the way (traceable: call it inside jit/vmap)."""
     adam = optax.adam(learning_rate)
 
-    def adam_step(carry, _):
+    def step(carry, _):
         w, state = carry
-        loss, g = jax.value_and_grad(problem.loss)(w)
+        value, g = jax.value_and_grad(objective)(w)
         updates, state = adam.update(g, state, w)
-        return (optax.apply_updates(w, updates), state), loss
+        return (optax.apply_updates(w, updates), state), value
 
-    (w, _), trace = jax.lax.scan(adam_step, (w0, adam.init(w0)), None, length=steps)
+    (w, _), trace = jax.lax.scan(step, (w0, adam.init(w0)), None, length=steps)
+    return w, trace
+
+
+@jax.jit(static_argnames=("steps",))
+def _train(problem: Problem, w0: jax.Array, steps: int, learning_rate) -> TrainResult:
+    w, trace = _adam(problem.loss, w0, steps, learning_rate)
     lbfgs = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(problem.loss)
 
@@ -92,7 +99,7 @@ class ScreenResult(NamedTuple):
 
 
 def screened_starts(key: jax.Array, problem: Problem, num_chains: int, beta=1.0,
-                    num_candidates: int = 16, steps: int = 300,
+                    num_candidates: int = 16, steps: int = 500,
                     learning_rate: float = 0.05) -> ScreenResult:
     """Chain starts in the posterior's main basin: for each chain, draw ``num_candidates``
     points from the prior, run ``steps`` Adam steps on the tempered potential
@@ -108,32 +115,24 @@ def screened_starts(key: jax.Array, problem: Problem, num_chains: int, beta=1.0,
     """
     dtype = problem.x.dtype
     w0 = problem.prior_std * jax.random.normal(key, (num_chains, num_candidates, problem.d), dtype)
-    w, loss = _screen(problem, w0, jnp.asarray(beta, dtype), steps, jnp.asarray(learning_rate, dtype))
-    objective = jnp.where(jnp.isfinite(loss[1]), loss[1], jnp.inf)
-    chosen = jnp.argmin(objective, axis=1)
+    w, loss, potential = _screen(problem, w0, jnp.asarray(beta, dtype), steps,
+                                 jnp.asarray(learning_rate, dtype))
+    chosen = jnp.argmin(jnp.where(jnp.isfinite(potential), potential, jnp.inf), axis=1)
     starts = jnp.take_along_axis(w, chosen[:, None, None], axis=1)[:, 0]
-    return ScreenResult(starts, loss[0], chosen)
+    return ScreenResult(starts, loss, chosen)
 
 
 @jax.jit(static_argnames=("steps",))
 def _screen(problem: Problem, w0: jax.Array, beta, steps: int, learning_rate):
-    adam = optax.adam(learning_rate)
+    """Optimise every candidate of ``w0`` (chains, candidates, d); returns the optimised points,
+    their L_n and their scaled potential."""
     scale = 1.0 / (problem.n * beta)
 
-    def objective(w):
+    def potential(w):
         return problem.loss(w) - scale * problem.log_prior(w)
 
     def run_one(w):
-        def step(carry, _):
-            w, state = carry
-            g = jax.grad(objective)(w)
-            updates, state = adam.update(g, state, w)
-            return (optax.apply_updates(w, updates), state), None
+        w, _ = _adam(potential, w, steps, learning_rate)
+        return w, problem.loss(w), potential(w)
 
-        (w, _), _ = jax.lax.scan(step, (w, adam.init(w)), None, length=steps)
-        return w, (problem.loss(w), objective(w))
-
-    flat = w0.reshape(-1, w0.shape[-1])
-    w, (loss, obj) = jax.vmap(run_one)(flat)
-    shape = w0.shape[:2]
-    return w.reshape(w0.shape), (loss.reshape(shape), obj.reshape(shape))
+    return jax.vmap(jax.vmap(run_one))(w0)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slt import diagnostics, samplers
+from slt import diagnostics, optimize, samplers
 from slt.plots import sampling as plots
 from slt.posterior import resolve_beta
 from slt.runs import Context, StageOutput, inference_data_bytes
@@ -29,8 +29,6 @@ def initial_positions(ctx: Context, num_chains: int, how: str, name: str = "init
         jitter = 1e-3 * jax.random.normal(ctx.key(name), (num_chains, p.d))
         return ctx.truth_w[None, :] + jitter, {"how": "truth"}
     if how == "screen":
-        from slt import optimize
-
         cfg = ctx.config.sampler
         res = optimize.screened_starts(ctx.key(name), p, num_chains, beta, cfg.init_candidates,
                                        cfg.init_steps)
