@@ -42,6 +42,7 @@ class Context:
     truth_loss: float | None = None   # L_n(w0), computed from the truth network's predictions
     root_key: Any = None
     warnings: list = dataclasses.field(default_factory=list)
+    posterior: Any = None             # (draws, beta, init info) once a stage sampled the posterior
 
     def key(self, name: str):
         """A named, reproducible subkey: ``fold_in(root, crc32(name))``."""

@@ -208,3 +208,15 @@ def test_fisher_stage_posterior(tiny_config, tmp_path):
     assert f["explained"]["total"] == pytest.approx(9 - f["per_draw_rank_mean"])
     for name in ("fisher_spectrum", "posterior_nodes", "posterior_node_histograms"):
         assert (run_dir / f"{name}.png").is_file()
+
+
+def test_fisher_posterior_reuses_the_sample_stages_draws(tiny_config, tmp_path, monkeypatch):
+    """`slt run` with fisher.at: posterior samples the posterior once, not once per stage."""
+    from slt import config, runs, samplers
+
+    calls = []
+    real = samplers.sample
+    monkeypatch.setattr(samplers, "sample", lambda *a, **k: calls.append(1) or real(*a, **k))
+    path = tiny_config(fisher={"at": "posterior", "num_draws": 20})
+    runs.execute(config.load(path), stages=["sample", "fisher"], out_dir=tmp_path / "runs")
+    assert len(calls) == 1

@@ -64,8 +64,7 @@ def _posterior(ctx: Context, figures: dict) -> dict:
     from slt.stages.sampling import sample_posterior
 
     cfg, p = ctx.config.fisher, ctx.problem
-    res, beta, _ = sample_posterior(ctx, key_name="fisher_sample", init_name="fisher_init",
-                                 desc=f"{ctx.config.name}: fisher draws")
+    res, beta, _ = sample_posterior(ctx)   # the sample stage's draws when it ran
     flat = res.positions.reshape(-1, p.d)
     idx = np.linspace(0, flat.shape[0] - 1, min(cfg.num_draws, flat.shape[0])).astype(int)
     draws = flat[idx]

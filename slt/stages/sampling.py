@@ -54,20 +54,23 @@ def fixed_inputs(ctx: Context, k: int) -> jax.Array:
     return ctx.problem.x[: min(k, ctx.problem.n)]
 
 
-def sample_posterior(ctx: Context, key_name: str = "sample", init_name: str = "init",
-                     desc: str | None = None) -> tuple[samplers.SampleResult, float, dict]:
+def sample_posterior(ctx: Context) -> tuple[samplers.SampleResult, float, dict]:
     """Sample the tempered posterior with the config's ``sampler`` section; returns
-    (draws, beta, description of the chain starts)."""
+    (draws, beta, description of the chain starts). Sampled once per run: the ``sample`` and
+    ``fisher`` (at: posterior) stages share the draws."""
+    if ctx.posterior is not None:
+        return ctx.posterior
     cfg, p = ctx.config.sampler, ctx.problem
     beta = resolve_beta(cfg.beta, p.n)
-    init, init_info = initial_positions(ctx, cfg.num_chains, cfg.init, name=init_name, beta=beta)
-    res = samplers.sample(ctx.key(key_name), p, init, beta, method=cfg.method,
+    init, init_info = initial_positions(ctx, cfg.num_chains, cfg.init, beta=beta)
+    res = samplers.sample(ctx.key("sample"), p, init, beta, method=cfg.method,
                           num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
                           step_size=cfg.step_size, num_steps=cfg.num_steps,
                           max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
                           target_accept=cfg.target_accept, thinning=cfg.thinning,
-                          desc=desc or f"{ctx.config.name}: {cfg.method}")
-    return res, beta, init_info
+                          desc=f"{ctx.config.name}: {cfg.method}")
+    ctx.posterior = (res, beta, init_info)
+    return ctx.posterior
 
 
 def run(ctx: Context) -> StageOutput:
