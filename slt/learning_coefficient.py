@@ -254,14 +254,4 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
                      warnings=tuple(warns), sampling_s=sampling_s)
 
 
-def rrr_lambda(M: int, H: int, N: int, r: int) -> float:
-    """Aoyagi & Watanabe (2005): the learning coefficient of reduced-rank regression
-    ``y = B A x`` (A: H x M, B: N x H) at a true rank ``r`` (science.md, exact answer 2)."""
-    if N + r <= M + H and M + r <= N + H and H + r <= M + N:
-        extra = 0 if (M + H + N + r) % 2 == 0 else 1
-        return (2 * (H + r) * (M + N) - (M - N) ** 2 - (H + r) ** 2 + extra) / 8
-    if M + H < N + r:
-        return (H * M - H * r + N * r) / 2
-    if N + H < M + r:
-        return (H * N - H * r + M * r) / 2
-    return M * N / 2
+from slt.exact import rrr_lambda  # noqa: E402,F401  (moved to slt.exact; re-exported here)
