@@ -100,6 +100,26 @@ def _normalise(spec: models.MLP, w: jax.Array) -> jax.Array:
     return join(spec, Nodes(n.W * scale[..., None], n.b * scale, Q, n.c))
 
 
+def picture_nodes(spec: models.MLP, w) -> tuple[np.ndarray, np.ndarray]:
+    """Each hidden node as a point for the seed's picture: ``(w_hat (..., h, d_in), b_hat (..., h))``.
+
+    relu/identity: the scaling normalisation, ``w_hat_i = |q_i| w_i``, ``b_hat_i = |q_i| b_i``
+    (:func:`normalise`). tanh (one output): ``w_hat_i = q_i w_i``, ``b_hat_i = q_i b_i``. tanh
+    has no scaling symmetry, but it is odd, so ``(w_i, b_i, q_i) -> (-w_i, -b_i, -q_i)`` leaves
+    ``f`` unchanged; ``q_i w_i`` is invariant under that sign flip where ``|q_i| w_i`` would
+    draw every node twice, mirrored through the origin. Since both are taken node by node,
+    permuting the nodes only relabels the points: all nodes of all draws share one picture.
+    """
+    if spec.activation == "tanh":
+        if spec.d_out != 1:
+            raise ValueError("picture_nodes: tanh networks with one output only")
+        n = split(spec, jnp.asarray(w))
+        q = n.Q[..., 0]
+        return np.asarray(n.W * q[..., None]), np.asarray(n.b * q)
+    n = split(spec, normalise(spec, w))
+    return np.asarray(n.W), np.asarray(n.b)
+
+
 def permute(spec: models.MLP, w: jax.Array, perm: jax.Array) -> jax.Array:
     """Reorder the hidden nodes: node k of the result is node ``perm[k]`` of ``w``.
     ``perm`` has shape (..., h) matching the batch axes of ``w``."""

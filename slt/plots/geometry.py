@@ -43,35 +43,58 @@ def fisher_spectrum(eigenvalues, tolerance: float, *, rank: int | None = None,
 
 
 def node_scatter(panels, *, truth_nodes=None, title: str = "", max_points: int = 20000,
-                 lim: float | None = None, colour_by: str = "node", ncols: int | None = None):
+                 lim: float | None = None, colour_by: str = "node", ncols: int | None = None,
+                 names=None, xlabel: str | None = None, ylabel: str | None = None):
     """Every node of every draw as a point ``w_hat_i = |q_i| w_i`` in the input plane.
 
     Args:
-      panels: list of ``(label, w_hat, truth_nodes_or_None)`` with ``w_hat`` of shape
-        (draws, h, 2) (normalised, canonicalised nodes). One panel each (per beta, n or t).
+      panels: list of ``(label, w_hat, truth_nodes_or_None)`` or
+        ``(label, w_hat, truth_nodes_or_None, phase_labels)`` with ``w_hat`` of shape
+        (draws, h, 2) (normalised, canonicalised nodes) and ``phase_labels`` (draws,) indices
+        into ``names``. One panel each (per beta, n or t).
       truth_nodes: (k, 2) normalised true nodes marked in every panel (overridden per panel).
-      colour_by: ``"node"`` (node index after canonicalisation) or ``"density"``.
+      colour_by: ``"node"`` (node index after canonicalisation; one colour beyond 10 nodes) or
+        ``"density"``; a panel with phase labels is coloured by the draw's phase.
+      xlabel, ylabel: axis labels (default: the first two input coordinates of ``w_hat``).
     """
     k = len(panels)
     ncols = ncols or min(k, 4)
     nrows = int(np.ceil(k / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.6 * nrows + 0.5), squeeze=False)
+    size = 4.6 if k == 1 else 3.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.5), squeeze=False)
     rng = np.random.default_rng(0)
-    for a, (label, w_hat, tn) in zip(axes.flat, panels):
+    for a, panel in zip(axes.flat, panels):
+        label, w_hat, tn = panel[:3]
+        phases = panel[3] if len(panel) > 3 else None
         w_hat = np.asarray(w_hat)
         draws, h = w_hat.shape[:2]
         sel = rng.choice(draws, size=min(draws, max(1, max_points // h)), replace=False)
         pts = w_hat[sel]
-        if colour_by == "density":
+        if phases is not None:
+            names = names if names is not None else tuple(PHASE_COLOURS)
+            lab = np.asarray(phases).reshape(-1)
+            shown = lab[sel]
+            for j, name in enumerate(names):
+                m = shown == j
+                if m.any():
+                    flat = pts[m].reshape(-1, 2)
+                    colour = PHASE_COLOURS.get(name, f"C{j}")
+                    a.scatter(flat[:, 0], flat[:, 1], s=2, alpha=0.25, color=colour, rasterized=True)
+                    a.plot([], [], "o", ms=4, color=colour, label=f"{name} ({np.mean(lab == j):.0%})")
+        elif colour_by == "density":
             flat = pts.reshape(-1, 2)
             a.hexbin(flat[:, 0], flat[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
+        elif h > 10:
+            flat = pts.reshape(-1, 2)
+            a.scatter(flat[:, 0], flat[:, 1], s=2, alpha=0.25, color="C0", rasterized=True)
+            a.plot([], [], "o", ms=4, color="C0", label=f"nodes ({h} per draw)")
         else:
             for i in range(h):
                 a.scatter(pts[:, i, 0], pts[:, i, 1], s=2, alpha=0.25, color=f"C{i}",
                           rasterized=True)
                 a.plot([], [], "o", ms=4, color=f"C{i}", label=f"node {i + 1}")
         tn = truth_nodes if tn is None else tn
-        if tn is not None:
+        if tn is not None and len(tn):
             tn = np.asarray(tn)
             a.scatter(tn[:, 0], tn[:, 1], marker="*", s=160, color="k", edgecolor="w", zorder=5)
             a.plot([], [], "*", ms=9, color="k", label="true nodes")
@@ -81,8 +104,8 @@ def node_scatter(panels, *, truth_nodes=None, title: str = "", max_points: int =
             a.set_xlim(-lim, lim)
             a.set_ylim(-lim, lim)
         a.set_aspect("equal")
-        a.set_xlabel(r"$\hat w_{i,1} = |q_i| w_{i,1}$")
-        a.set_ylabel(r"$\hat w_{i,2} = |q_i| w_{i,2}$")
+        a.set_xlabel(xlabel or r"$\hat w_{i,1} = |q_i| w_{i,1}$")
+        a.set_ylabel(ylabel or r"$\hat w_{i,2} = |q_i| w_{i,2}$")
         a.set_title(label, fontsize=9)
         a.legend(fontsize=7, loc="lower right")
     for a in axes.flat[k:]:

@@ -64,6 +64,7 @@ def _posterior(ctx: Context, figures: dict) -> dict:
     from slt.stages.sampling import sample_posterior
 
     cfg, p = ctx.config.fisher, ctx.problem
+    sampled_before = ctx.posterior is not None   # the sample stage ran: it drew posterior_nodes
     res, beta, _ = sample_posterior(ctx)   # the sample stage's draws when it ran
     flat = res.positions.reshape(-1, p.d)
     idx = np.linspace(0, flat.shape[0] - 1, min(cfg.num_draws, flat.shape[0])).astype(int)
@@ -82,23 +83,19 @@ def _posterior(ctx: Context, figures: dict) -> dict:
     figures["fisher_spectrum"] = plots.fisher_spectrum(
         s.eigenvalues, s.tolerance, rank=s.rank, gap=s.gap_at_tolerance,
         title=f"E_w[I(w)] over {draws.shape[0]} draws (beta={beta:.3g}); per-draw ranks {pf.rank_counts}")
+    if not sampled_before:
+        from slt.stages.sampling import posterior_nodes_figure
+
+        nodes_fig = posterior_nodes_figure(ctx, res.positions, beta)
+        if nodes_fig is not None:
+            figures["posterior_nodes"] = nodes_fig
     spec = p.spec
     if spec.num_layers == 2 and spec.d_in == 2 and spec.activation == "relu":
         from slt import symmetry
 
-        ref = ctx.truth_w
         wc = symmetry.canonicalise(spec, symmetry.normalise(spec, jax.numpy.asarray(flat)),
-                                   reference=ref)
+                                   reference=ctx.truth_w)
         nodes = symmetry.split(spec, wc)
-        tn = None
-        if ref is not None:
-            tnodes = symmetry.split(spec, symmetry.normalise(spec, ref))
-            keep = np.linalg.norm(np.asarray(tnodes.Q), axis=-1) > 0
-            tn = np.asarray(tnodes.W)[keep]
-        truth = "truth " + ("embedded" if ref is not None else "unknown")
-        figures["posterior_nodes"] = plots.node_scatter(
-            [(f"n={p.n}, beta={beta:.3g}", np.asarray(nodes.W), None)], truth_nodes=tn,
-            title=f"{ctx.config.name}: normalised nodes of every draw ({truth})")
         figures["posterior_node_histograms"] = plots.node_histograms(
             np.asarray(nodes.W), res.loss, truth_loss=ctx.truth_loss,
             title=f"{ctx.config.name}: n={p.n}, beta={beta:.3g}")

@@ -139,10 +139,88 @@ def run(ctx: Context) -> StageOutput:
             np.asarray(p.x), np.asarray(p.y), preds, truth=truth_pred, title=title)
         if p.spec.d_in == 2:
             figures["predictive_surface"] = _surface(ctx, draws[idx], title)
+        nodes = posterior_nodes_figure(ctx, res.positions, beta)
+        if nodes is not None:
+            figures["posterior_nodes"] = nodes
     idata = to_inference_data(res, outputs, np.asarray(xf), p, beta)
     return StageOutput(summary=summary, figures=figures,
                        files={"posterior.nc": inference_data_bytes(idata)},
                        timing={"sampling_s": sampling_s})
+
+
+PICTURE_DRAWS = 2000   # draws shown in posterior_nodes.png (evenly spaced over chains and draws)
+PHASE_INPUTS = 2000    # data inputs the phase labels are computed on (a per-input RMS: a prefix will do)
+
+
+def posterior_nodes_figure(ctx: Context, positions, beta: float):
+    """The seed's picture of a posterior: every hidden node of every draw, normalised by
+    :func:`slt.symmetry.picture_nodes` (``w_hat_i = |q_i| w_i`` for relu) so that the scaling
+    symmetry is removed and the permutation symmetry only relabels points: all nodes of all
+    draws on one picture, the truth's nodes as stars. Coloured by phase
+    (:func:`slt.symmetry.classify_phases`) for a relu model with an embedded truth, else by
+    node (relu nodes matched to the truth's or sorted by angle).
+
+    d_in = 2: the input plane; d_in = 1: the plane (w_hat_i, b_hat_i); d_in > 2: the
+    normalised input weights projected onto their first two principal directions (uncentred
+    SVD of all nodes of all shown draws, so the zero node stays at the origin). Returns None
+    (no figure) unless the model has one hidden layer, a relu or tanh activation and one output.
+    """
+    from slt import models, symmetry
+    from slt.plots import geometry
+
+    p = ctx.problem
+    spec = p.spec
+    if spec.num_layers != 2 or spec.activation not in ("relu", "tanh") or spec.d_out != 1:
+        return None
+    flat = np.asarray(positions).reshape(-1, p.d)
+    idx = np.linspace(0, len(flat) - 1, min(PICTURE_DRAWS, len(flat))).astype(int)
+    draws = jnp.asarray(flat[idx])
+    labels = names = None
+    if spec.activation == "relu":
+        draws = symmetry.canonicalise(spec, draws, reference=ctx.truth_w)
+        if ctx.truth_w is not None and spec.widths[1] <= symmetry.MAX_BRUTE_FORCE:
+            phases = symmetry.classify_phases(spec, draws, ctx.truth_w, p.x[:PHASE_INPUTS])
+            labels, names = phases.labels, phases.names
+    w_hat, b_hat = symmetry.picture_nodes(spec, draws)
+    if spec.activation == "tanh":   # no library canonicalisation for tanh: sort nodes by angle
+        key = np.arctan2(w_hat[..., 1], w_hat[..., 0]) if spec.d_in >= 2 else w_hat[..., 0]
+        order = np.argsort(key, axis=-1, kind="stable")
+        w_hat = np.take_along_axis(w_hat, order[..., None], axis=-2)
+        b_hat = np.take_along_axis(b_hat, order, axis=-1)
+    t_w = t_b = None
+    ts = ctx.truth_spec
+    if (ts is not None and ts.num_layers == 2 and ts.activation == spec.activation
+            and ts.d_in == spec.d_in and ts.d_out == 1):
+        t_w, t_b = symmetry.picture_nodes(ts, models.flatten(ctx.truth_params))
+        keep = (np.abs(t_w).sum(-1) + np.abs(t_b)) > 0          # switched-off nodes compute nothing
+        t_w, t_b = t_w[keep], t_b[keep]
+    q = "|q_i|" if spec.activation == "relu" else "q_i"
+    how = (r"$\hat w_i = |q_i|\,w_i$" if spec.activation == "relu" else
+           r"$\hat w_i = q_i\,w_i$ (tanh: sign symmetry)")
+    if spec.d_in == 2:
+        pts, t_pts = w_hat, t_w
+        xlabel, ylabel = (rf"$\hat w_{{i,1}} = {q} w_{{i,1}}$", rf"$\hat w_{{i,2}} = {q} w_{{i,2}}$")
+        where = "in the input plane"
+    elif spec.d_in == 1:
+        pts = np.stack([w_hat[..., 0], b_hat], axis=-1)
+        t_pts = None if t_w is None else np.stack([t_w[:, 0], t_b], axis=-1)
+        xlabel, ylabel = rf"$\hat w_i = {q} w_i$", rf"$\hat b_i = {q} b_i$"
+        where = "in the (weight, bias) plane: one input"
+    else:
+        _, sv, vt = np.linalg.svd(w_hat.reshape(-1, spec.d_in).astype(np.float64), full_matrices=False)
+        basis = vt[:2].T                                         # (d_in, 2)
+        share = float((sv[:2] ** 2).sum() / max((sv ** 2).sum(), 1e-300))
+        pts = w_hat @ basis
+        t_pts = None if t_w is None else t_w @ basis
+        xlabel, ylabel = (rf"principal direction 1 of $\hat w_i$ ($d_{{in}}$ = {spec.d_in})",
+                          rf"principal direction 2 of $\hat w_i$ ($d_{{in}}$ = {spec.d_in})")
+        where = f"projected on their first two principal directions ({share:.0%} of sum $|\\hat w_i|^2$)"
+    panel_label = f"n={p.n}, beta={beta:.3g}, {len(idx)} draws x {spec.widths[1]} nodes"
+    panel = (panel_label, pts, None) if labels is None else (panel_label, pts, None, labels)
+    truth = "; stars: truth" if t_pts is not None and len(t_pts) else ""
+    return geometry.node_scatter(
+        [panel], truth_nodes=t_pts, names=names, xlabel=xlabel, ylabel=ylabel,
+        title=f"{ctx.config.name}: all nodes of all draws, {how},\n{where}{truth}")
 
 
 def _surface(ctx: Context, draws: np.ndarray, title: str):
