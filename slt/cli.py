@@ -2,6 +2,9 @@
 
 User mistakes (bad config, missing file, unwritable output) exit with status 2 and one line
 on stderr naming the problem, before any sampling starts and without a traceback.
+Progress goes to stderr; stdout gets, when a command is done, a short summary of the run
+(:func:`slt.report.format_summary`) whose last line is the run directory (``--quiet``: only
+the directory; ``--json``: summary.json's content).
 """
 from __future__ import annotations
 
@@ -44,7 +47,11 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
                         "(repeatable; values are parsed as YAML)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not use JAX's persistent compilation cache")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress messages, and print only the run directory (no summary)")
+    p.add_argument("--json", action="store_true",
+                   help="print summary.json's content (sweep.json for a sweep) instead of the text "
+                        "summary; the run directory goes to stderr (silenced by --quiet)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +172,31 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, RunError):
             return _fail(str(exc))
         raise
-    print(run_dir)
+    _report(run_dir, args, log)
     return 0
+
+
+def _report(run_dir: Path, args: argparse.Namespace, log) -> None:
+    """What the command prints on stdout when it is done (progress went to stderr): the text
+    summary of :mod:`slt.report` ending with the run directory; only the directory with
+    ``--quiet``; the summary's JSON with ``--json``."""
+    import json
+
+    from slt import report
+
+    if args.json:
+        name = "sweep.json" if (Path(run_dir) / "sweep.json").is_file() else "summary.json"
+        print(json.dumps(json.loads((Path(run_dir) / name).read_text()), indent=2))
+        log(f"run directory: {run_dir}")
+    elif args.quiet:
+        print(run_dir)
+    else:
+        try:
+            text = report.format_summary(report.read_summary(run_dir), run_dir)
+        except Exception as exc:  # the run is complete on disk: never fail it over its report
+            print(f"slt: could not format the summary ({type(exc).__name__}: {exc})", file=sys.stderr)
+            text = str(run_dir)
+        print(text)
 
 
 if __name__ == "__main__":
