@@ -135,7 +135,7 @@ def _rows(rows: list[tuple[str, str, str]], indent: str = "  ") -> list[str]:
 
 def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: indent + "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+    line = lambda cells: (indent + "  ".join(c.rjust(w) for c, w in zip(cells, widths))).rstrip()
     return [line(headers)] + [line(r) for r in rows]
 
 
