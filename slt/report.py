@@ -211,6 +211,8 @@ def _estimate_rows(s: dict) -> list[tuple[str, str, str]]:
         beta = s.get("beta")
         note = f"beta = {beta:.4g}" if _finite(beta) else ""
         rows.append(("E[n L_n]", fmt_value(h["E_nL_n"], h["E_nL_n_mcse"]), note))
+    elif h["E_nL_n"] is not None:     # no sample stage (sweep points): the free-energy chains at beta = 1
+        rows.append(("E[n L_n]", fmt_value(h["E_nL_n"], h["E_nL_n_mcse"]), "beta = 1, free-energy chains"))
     if _finite(h["nL_n_truth"]):
         rows.append(("n L_n(w0)", fmt_value(h["nL_n_truth"]), "truth"))
     if "free_energy" in s:
@@ -225,9 +227,6 @@ def _estimate_rows(s: dict) -> list[tuple[str, str, str]]:
                     rows.append((f"F_n ({label})", fmt_value(fe.get(key), fe.get(f"{key}_stderr")), ""))
             if fe.get("exact") is not None:
                 rows.append(("F_n (exact)", fmt_value(fe["exact"]), "closed form"))
-            if h["E_nL_n"] is not None and "sample" not in stages:
-                rows.append(("E[n L_n]", fmt_value(h["E_nL_n"], h["E_nL_n_mcse"]),
-                             "beta = 1, free-energy chains"))
     if "lambda" in s:
         lam = s.get("lambda")
         if lam is None:

@@ -1,7 +1,6 @@
 """What a researcher sees at the end of a command: slt.report.format_summary on hand-made
 summaries, and the CLI's default / --quiet / --json output on tiny runs."""
 import json
-from pathlib import Path
 
 import pytest
 
