@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from slt import config as config_mod
     from slt.config import ConfigError
 
-    log = (lambda s: None) if getattr(args, "quiet", False) else (lambda s: print(s, file=sys.stderr))
+    from slt import progress
+
+    quiet = getattr(args, "quiet", False)
+    progress.set_enabled(not quiet)    # progress bars: terminals only, and never with --quiet
+    log = (lambda s: None) if quiet else progress.write    # stderr, above any open bar
     try:
         path = Path(args.config) if args.config else config_mod.default_config_path()
         cfg = config_mod.load(path, args.overrides)

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from slt import config as config_mod
+from slt import progress
 from slt.config import Config, ConfigError
 
 SUMMARY = "summary.json"
@@ -301,10 +302,11 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
         "diagnostics": {"warnings": ctx.warnings},
         "timing": {},
     }
-    for name, module in modules.items():
+    for i, (name, module) in enumerate(modules.items(), 1):
         log(f"[{cfg.name}] {name} ...")
         ts = time.perf_counter()
-        out: StageOutput = module.run(ctx)
+        with progress.stage(f"{cfg.name}: {name} ({i}/{len(modules)})"):   # terminals only
+            out: StageOutput = module.run(ctx)
         _merge(summary, out.summary)
         summary["timing"][f"{name}_s"] = time.perf_counter() - ts
         summary["timing"].update(out.timing)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import sys
 from typing import NamedTuple
 
 import jax
@@ -49,10 +47,13 @@ def _potential_fn_gen(problem: Problem, beta):
 
 
 def progress_enabled(flag: bool | None = None) -> bool:
-    """Progress bars on interactive terminals only (never under CI)."""
+    """Progress bars on interactive terminals only (never under CI, never with ``--quiet``):
+    :func:`slt.progress.enabled` unless ``flag`` forces it."""
     if flag is not None:
         return flag
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    from slt import progress
+
+    return progress.enabled()
 
 
 @functools.lru_cache(maxsize=None)

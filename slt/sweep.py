@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from slt import config as config_mod
+from slt import progress
 from slt.config import Config, FreeEnergyConfig
 from slt.runs import RunError, SUMMARY, atomic_write, execute, is_complete, to_jsonable
 
@@ -136,9 +137,13 @@ def _sweep_locked(cfg: Config, root: Path, backend: str, address, num_cpus, log)
         else:
             todo.append((n, seed, pc, d))
     if backend == "local":
-        for n, seed, pc, d in todo:
-            log(f"[sweep] {d.name} ...")
-            execute(pc, stages=point_stages(pc), out_dir=d, exact_dir=True, log=log)
+        # terminals only: "sweep: 3/8 [00:42<01:10]" (the time left counts the first point's compile)
+        with progress.bar(len(todo), f"{cfg.name} sweep", unit="point") as bar:
+            for n, seed, pc, d in todo:
+                log(f"[sweep] {d.name} ...")
+                bar.set_postfix_str(d.name)
+                execute(pc, stages=point_stages(pc), out_dir=d, exact_dir=True, log=log)
+                bar.update()
     elif backend == "ray":
         _run_ray(todo, address, num_cpus, log)
     else:
@@ -166,10 +171,12 @@ def _run_ray(todo, address, num_cpus, log) -> None:
         refs = {task.remote(config_mod.to_dict(pc), pc.base_dir, str(d), point_stages(pc)): d.name
                 for n, seed, pc, d in todo}
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done[0])                      # re-raises a point's error here
-            log(f"[sweep] {refs[done[0]]}: done (ray)")
+        with progress.bar(len(pending), "sweep (ray)", unit="point") as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                ray.get(done[0])                      # re-raises a point's error here
+                log(f"[sweep] {refs[done[0]]}: done (ray)")
+                bar.update()
     finally:
         if started:
             ray.shutdown()

@@ -13,7 +13,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from slt import diagnostics, free_energy as fe, tempered
+from slt import diagnostics, free_energy as fe, progress, tempered
 from slt.config import FreeEnergyConfig, LambdaConfig
 from slt.runs import Context, StageOutput
 from slt.stages.sampling import initial_positions
@@ -52,6 +52,8 @@ def run(ctx: Context) -> StageOutput:
         init = initial_positions(ctx, len(betas) * fcfg.num_chains, how, "free_energy/init")[0].reshape(
             len(betas), fcfg.num_chains, p.d)
     t0 = time.perf_counter()
+    progress.note(f"{len(betas)} betas x {fcfg.num_chains} chains x "
+                  f"{fcfg.num_warmup}+{fcfg.num_samples} HMC steps, one compiled program")
     res = tempered.sample_tempered(ctx.key("free_energy"), p, init, betas, num_warmup=fcfg.num_warmup,
                                    num_samples=fcfg.num_samples, num_steps=fcfg.num_steps,
                                    target_accept=fcfg.target_accept)
