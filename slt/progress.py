@@ -134,3 +134,4 @@ def write(message: str, stream: IO | None = None) -> None:
         tqdm_mod.tqdm.write(message, file=stream)
     else:
         print(message, file=stream)
+    stream.flush()
