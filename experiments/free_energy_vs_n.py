@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -28,6 +29,11 @@
 # `F_n` is estimated by thermodynamic integration (TI) and stepping stone on one all-betas
 # HMC run per n (see `slt.tempered`); WBIC is shown against TI to show its bias.
 # Run with `SLT_SMALL=1` for a quick check (the test suite does), without for the figures.
+#
+# This notebook is `experiments/free_energy_vs_n.py` (the source; jupytext pairs the two). The
+# outputs saved in the `.ipynb` come from the **small settings** (`SLT_SMALL=1`: three small n,
+# short chains), written by `python experiments/build_notebooks.py`: they show what the
+# notebook produces, not the published numbers (`figures/free_energy_vs_n.png`, full settings).
 
 # %% tags=["parameters"]
 import os
@@ -37,6 +43,8 @@ OUT = os.environ.get("SLT_OUT", "runs/notebooks")           # sweep directories 
 FIGURES = os.environ.get("SLT_FIGURES", "figures")          # where the PNGs go
 
 # %%
+import sys
+
 from slt.cli import configure_jax
 
 configure_jax()
@@ -46,11 +54,13 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+if "ipykernel" not in sys.modules:   # a script: files only; a notebook: figures inline too
+    matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 import numpy as np
 
 from slt import config as config_mod
+from slt import progress
 from slt import sweep as sweep_mod
 
 ROOT = Path(os.environ.get("SLT_REPO", Path.cwd()))
@@ -80,14 +90,17 @@ else:
 
 # %%
 results = {}
-for fname, label, lam_ref, note in EXPERIMENTS:
-    cfg = config_mod.load(ROOT / "configs" / fname, OVERRIDES)
-    sweep_dir = sweep_mod.run_sweep(cfg, out_dir=OUT, backend="local", address=None, num_cpus=None,
-                                    log=lambda s: None)
-    doc = json.loads((sweep_dir / "sweep.json").read_text())
-    results[label] = dict(doc=doc, lam_ref=lam_ref, note=note, d=json.loads(
-        (sweep_dir / doc["points"][0]["run_dir"] / "summary.json").read_text())["d"])
-    print(f"{label}: {sweep_dir}")
+with progress.bar(len(EXPERIMENTS), "free energy vs n", unit="sweep") as bar:   # terminals only
+    for fname, label, lam_ref, note in EXPERIMENTS:
+        bar.set_postfix_str(label)
+        cfg = config_mod.load(ROOT / "configs" / fname, OVERRIDES)
+        sweep_dir = sweep_mod.run_sweep(cfg, out_dir=OUT, backend="local", address=None, num_cpus=None,
+                                        log=lambda s: None)
+        doc = json.loads((sweep_dir / "sweep.json").read_text())
+        results[label] = dict(doc=doc, lam_ref=lam_ref, note=note, d=json.loads(
+            (sweep_dir / doc["points"][0]["run_dir"] / "summary.json").read_text())["d"])
+        progress.write(f"{label}: {sweep_dir}", stream=sys.stdout)
+        bar.update()
 
 # %% [markdown]
 # ## `F_n - n L_n(w0)` against `log n`

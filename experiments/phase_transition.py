@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -24,6 +24,11 @@
 #
 # Full run (about 15 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
 # The test suite executes this notebook with tiny settings (`SLT_PHASE_ARGS="--small"`).
+#
+# This notebook is `experiments/phase_transition.py` (the source; jupytext pairs the two). The
+# outputs saved in the `.ipynb` come from those **tiny settings** (n = 400, 4 chains x 40 draws,
+# t in {1.0, 1.4}), written by `python experiments/build_notebooks.py`: they show what the
+# notebook produces, not the published result (`figures/phase_transition_*.png`, full settings).
 
 # %%
 from __future__ import annotations
@@ -48,11 +53,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from slt import config as config_mod
-from slt import data, models, optimize, samplers, symmetry
+from slt import data, models, optimize, progress, samplers, symmetry
 from slt.plots import geometry as gplots
 from slt.posterior import Problem
 
 ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd().parent
+if os.environ.get("SLT_REPO"):
+    ROOT = Path(os.environ["SLT_REPO"])
 if not (ROOT / "configs").is_dir():
     ROOT = Path.cwd()
 
@@ -216,13 +223,13 @@ def run_point(t: float, n: int, index: int) -> dict:
     }
     fe = phase_free_energies(out)
     out.update(fe)
-    print(f"t={t:.3f} n={n}: degenerate {occ.occupancy[deg]:.2f} +- {occ.se[deg]:.2f} "
+    progress.write(f"t={t:.3f} n={n}: degenerate {occ.occupancy[deg]:.2f} +- {occ.se[deg]:.2f} "
           f"(groups {[round(g, 2) for g in out['group_degenerate']]}), true "
           f"{occ.occupancy[0]:.2f}, other {occ.occupancy[3]:.2f}; n dL = {n * dL:.1f} vs "
           f"1.5 log n = {1.5 * math.log(n):.1f}; lambda-hat two-node {fe['lambda_two_node']}, "
           f"degenerate {fe['lambda_degenerate']}; free-energy occupancy "
           f"{fe['free_energy_degenerate']:.2f}; switches/chain {occ.switches.mean():.1f}; "
-          f"{out['seconds']:.0f} s", flush=True)
+          f"{out['seconds']:.0f} s", stream=sys.stdout)   # above the progress bar
     keep = {"w_hat": np.asarray(symmetry.split(SPEC, w_hat).W), "loss": res.loss,
             "labels": lab.labels, "truth_nodes": np.asarray(symmetry.split(SPEC, jnp.asarray(tw)).W)
             * abs(ph.q), "L_truth": float(problem.loss(jnp.asarray(tw)))}
@@ -240,8 +247,12 @@ if args.replot:
         r.setdefault("num_draws", saved["settings"]["num_chains"] * saved["settings"]["num_samples"])
         r.update(phase_free_energies(r))
     results_t = saved["by_t"]
+# one bar over every point of both sweeps (terminals only: time left, not in notebooks or CI)
+points_bar = progress.bar(0 if args.replot else len(ph.t) + len(ph.n), "phase transition", unit="point")
 for i, t in enumerate([] if args.replot else ph.t):
+    points_bar.set_postfix_str(f"t={t:g} n={cfg.data.n}")
     out, keep = run_point(float(t), cfg.data.n, i)
+    points_bar.update()
     results_t.append(out)
     if any(abs(t - p) < 1e-9 for p in ph.pictures) or abs(t - ph.t_for_n) < 1e-9:
         pictures[float(t)] = keep
@@ -252,14 +263,18 @@ for i, t in enumerate([] if args.replot else ph.t):
 # %%
 results_n, pictures_n = ([saved["by_n"][j] for j in range(len(saved["by_n"]))], {}) if args.replot else ([], {})
 for j, n in enumerate([] if args.replot else ph.n):
+    points_bar.set_postfix_str(f"t={ph.t_for_n:g} n={n}")
     reuse = [r for r in results_t if abs(r["t"] - ph.t_for_n) < 1e-9 and r["n"] == n]
     if reuse:
         results_n.append(reuse[0])
         pictures_n[n] = pictures[float(ph.t_for_n)]
+        points_bar.update()
         continue
     out, keep = run_point(float(ph.t_for_n), int(n), 100 + j)
+    points_bar.update()
     results_n.append(out)
     pictures_n[n] = keep
+points_bar.close()
 
 # %% [markdown]
 # ## Figures

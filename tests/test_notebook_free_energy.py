@@ -1,28 +1,22 @@
-"""The free-energy notebook (jupytext percent script) runs end to end on small settings."""
-from pathlib import Path
-
+"""The free-energy notebook (jupytext percent script) runs end to end on small settings, the way
+``experiments/build_notebooks.py`` runs it for the committed .ipynb, without an error cell."""
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "experiments" / "free_energy_vs_n.py"
+from notebook_util import build_notebooks
 
 
 @pytest.mark.slow
-def test_free_energy_notebook_executes(tmp_path, monkeypatch):
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("SLT_SMALL", "1")
-    monkeypatch.setenv("SLT_OUT", str(tmp_path / "runs"))
-    monkeypatch.setenv("SLT_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.setenv("SLT_REPO", str(REPO))
-    monkeypatch.setenv("SLT_NO_COMPILATION_CACHE", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = jupytext.read(NOTEBOOK)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}}).execute()
+def test_free_energy_notebook_executes(tmp_path):
+    pytest.importorskip("jupytext")
+    pytest.importorskip("nbclient")
+    bn = build_notebooks()
+    nb = bn.execute("free_energy_vs_n", tmp_path)          # raises on the first failing cell
+    assert bn.errors(nb) == []
+    assert bn.images(nb) == 2                                # both figures shown inline
     for name in ("free_energy_vs_n.png", "wbic_bias.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 10_000
     sweeps = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert sweeps == ["linreg-fe-sweep", "relu2-truth0-fe-sweep", "relu2-truth1-fe-sweep", "relu2-truth2-fe-sweep"]
-    out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    out = bn.text_outputs(nb)
     assert "linear regression d=5" in out and "beta-slope" in out
+    assert str(tmp_path) not in out                          # paths printed relative

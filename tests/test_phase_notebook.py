@@ -1,27 +1,26 @@
 """The phase-transition notebook (experiments/phase_transition.py, jupytext percent format)
-runs end to end on tiny settings and writes its figures and results."""
+runs end to end on tiny settings, the way ``experiments/build_notebooks.py`` runs it for the
+committed .ipynb, without an error cell, and writes its figures and results."""
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from notebook_util import build_notebooks
 
 
 @pytest.mark.slow
-def test_phase_transition_notebook_runs(tmp_path, monkeypatch):
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    path = ROOT / "experiments" / "phase_transition.py"
-    nb = jupytext.read(path)
-    monkeypatch.setenv("SLT_PHASE_ARGS", f"--small --out {tmp_path}")
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+def test_phase_transition_notebook_runs(tmp_path):
+    pytest.importorskip("jupytext")
+    pytest.importorskip("nbclient")
+    bn = build_notebooks()
+    nb = bn.execute("phase_transition", tmp_path)            # raises on the first failing cell
+    assert bn.errors(nb) == []
+    assert bn.images(nb) == 4                                # every figure shown inline
+    out_dir = tmp_path / "figures"
     for name in ("occupancy", "posteriors", "n", "histograms"):
-        assert (tmp_path / f"phase_transition_{name}.png").stat().st_size > 10_000
-    res = json.loads((tmp_path / "phase_transition.json").read_text())
+        assert (out_dir / f"phase_transition_{name}.png").stat().st_size > 10_000
+    res = json.loads((out_dir / "phase_transition.json").read_text())
     assert res["phases"] == ["true", "degenerate", "constant", "other"]
     for r in res["by_t"] + res["by_n"]:
         assert math.isclose(sum(r["occupancy"]), 1.0, abs_tol=1e-9)
@@ -29,3 +28,4 @@ def test_phase_transition_notebook_runs(tmp_path, monkeypatch):
         assert 0 <= r["predicted_degenerate"] <= 1
         assert len(r["switches"]) == res["settings"]["num_chains"]
     assert [r["t"] for r in res["by_t"]] == [1.0, 1.4]
+    assert str(tmp_path) not in bn.text_outputs(nb)
