@@ -91,7 +91,7 @@ def _program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, 
 
 
 def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws,
-                    batch_size, target_accept):
+                    batch_size, target_accept, with_state=False):
     """One chain as ONE scan over adaptation + burn-in + draws (a single loop body to compile).
 
     Adaptation (``t < num_adapt``): dual averaging of the step size towards ``target_accept``.
@@ -146,8 +146,11 @@ def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_
         xs = (jax.random.split(key, total), jnp.arange(total))
         welford = (jnp.zeros((), w_star.dtype), jnp.zeros_like(w_star), jnp.zeros_like(w_star))
         carry = (state, langevin.da_init(eps0), ones, welford)
-        _, (loss, accept, eps) = jax.lax.scan(body, carry, xs)
+        (state, da, inv_mass, _), (loss, accept, eps) = jax.lax.scan(body, carry, xs)
         keep = num_adapt + num_burnin
+        if with_state:
+            final_eps = jnp.exp(da.log_eps_bar) if num_adapt else eps0
+            return state, final_eps, inv_mass
         return loss[keep:], accept[keep:], eps[-1]
 
     return one_chain
@@ -182,3 +185,123 @@ def _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept, max_tr
         return loss, accept, state.adapt_state.step_size
 
     return one_chain
+
+
+# ----------------------------------------------------------------------------- resumable programs
+# HMC and MALA run in two compiled programs: a warmup (adaptation + burn-in) that returns each
+# chain's state and tuned parameters, and a draw program of a fixed chunk length that continues
+# from them. ``num_draws: auto`` calls the same draw program again until the trend test passes:
+# longer runs never recompile.
+
+def _bottom_hessian_eigenvalue(loss_fn: Callable, w, data, key, lam_max, iters: int = 60):
+    """Smallest eigenvalue of the Hessian at ``w`` (power iteration on ``lam_max I - H``); a
+    scale for the softest direction, not a precise value."""
+    grad = jax.grad(loss_fn)
+
+    def shifted(v):
+        return lam_max * v - jax.jvp(lambda u: grad(u, data), (w,), (v,))[1]
+
+    def body(v, _):
+        hv = shifted(v)
+        return hv / (jnp.linalg.norm(hv) + 1e-30), None
+
+    v0 = jax.random.normal(key, w.shape, w.dtype)
+    v, _ = jax.lax.scan(body, v0 / jnp.linalg.norm(v0), None, length=iters)
+    return lam_max - jnp.vdot(v, shifted(v))
+
+
+def _curvatures(loss_fn, w_star, data, nbeta, gamma, key):
+    """(stiffest, softest) curvature of the localised potential's quadratic part at w*."""
+    k1, k2 = jax.random.split(key)
+    lam_max = _top_hessian_eigenvalue(loss_fn, w_star, data, k1)
+    lam_min = _bottom_hessian_eigenvalue(loss_fn, w_star, data, k2, lam_max)
+    return nbeta * lam_max + gamma, gamma + nbeta * jnp.maximum(lam_min, 0.0)
+
+
+def _shard(fn, ndev, n_chain_args, n_shared_args):
+    fn = jax.vmap(fn, in_axes=(0,) * n_chain_args + (None,) * n_shared_args)
+    if ndev > 1:
+        mesh = Mesh(np.array(jax.devices()[:ndev]), ("chains",))
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=(P("chains"),) * n_chain_args + (P(),) * n_shared_args,
+                           out_specs=P("chains"), check_vma=False)
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev):
+    """Jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, curv_key)`` ->
+    ``(states, eps (C,), inv_mass (C, d), trajectory_length, L(w*))``. NaN entries of eps0 take
+    the curvature rule ``0.5 / kappa_max`` (MALA) or ``1 / sqrt(kappa_max)`` (HMC)."""
+    from slt import localized_hmc as hmc
+
+    if sampler == "mala":
+        chain = _langevin_chain("mala", loss_fn, None, num_adapt, num_burnin, 0, None, target_accept,
+                                with_state=True)
+
+        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length):
+            return chain(key, eps0, w_star, data, nbeta, gamma, 1)
+    elif sampler == "hmc":
+        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length):
+            state = hmc.init(loss_fn, w_star, data, w_star, nbeta, gamma)
+
+            def body(carry, xs):
+                state, da = carry
+                k, t = xs
+                adapting = t < num_adapt
+                eps = jnp.where(adapting, jnp.exp(da.log_eps),
+                                jnp.exp(da.log_eps_bar) if num_adapt else eps0)
+                steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
+                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
+                if num_adapt:
+                    new_da = langevin.da_update(da, info.accept_prob, target_accept)
+                    da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
+                return (state, da), None
+
+            total = num_adapt + num_burnin
+            xs = (jax.random.split(key, total), jnp.arange(total))
+            (state, da), _ = jax.lax.scan(body, (state, langevin.da_init(eps0)), xs)
+            eps = jnp.exp(da.log_eps_bar) if num_adapt else eps0
+            return state, eps, jnp.ones_like(w_star)
+    else:
+        raise ValueError(f"no resumable program for sampler {sampler!r}")
+    chains = _shard(one_chain, ndev, 2, 5)
+
+    def run(keys, eps0, w_star, data, nbeta, gamma, curv_key, trajectory_length_given):
+        kappa_max, kappa_min = _curvatures(loss_fn, w_star, data, nbeta, gamma, curv_key)
+        ok = (kappa_max > 0) & jnp.isfinite(kappa_max)
+        rule = 0.5 / kappa_max if sampler == "mala" else 1.0 / jnp.sqrt(kappa_max)
+        auto = jnp.where(ok, rule, 1e-4).astype(eps0.dtype)
+        eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
+        # softest curvature: exactly gamma along any flat direction of L (a minimum's Hessian is
+        # PSD); only gamma = 0 (the regular check) needs the Hessian's smallest eigenvalue
+        kappa_min = jnp.where(gamma > 0, gamma, kappa_min)
+        trajectory_length = jnp.where(kappa_min > 0, hmc.HALF_PI / jnp.sqrt(kappa_min), jnp.inf)
+        trajectory_length = jnp.where(jnp.isnan(trajectory_length_given), trajectory_length,
+                                      trajectory_length_given)
+        states, eps, inv_mass = chains(keys, eps0, w_star, data, nbeta, gamma,
+                                       trajectory_length.astype(eps0.dtype))
+        return states, eps, inv_mass, trajectory_length, loss_fn(w_star, data)
+
+    return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=None)
+def draw_program(sampler, loss_fn, chunk, max_steps, ndev):
+    """Jitted ``run(keys (C,), states, eps (C,), inv_mass (C, d), w_star, data, nbeta, gamma,
+    trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk))``:
+    ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``."""
+    from slt import localized_hmc as hmc
+
+    def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
+        def body(state, k):
+            if sampler == "mala":
+                state, info = langevin.mala_step(k, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
+                return state, (info.loss, info.accept_prob, jnp.ones((), jnp.int32))
+            steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
+            state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
+            return state, (info.loss, info.accept_prob, info.num_steps)
+
+        state, (loss, accept, steps) = jax.lax.scan(body, state, jax.random.split(key, chunk))
+        return state, loss, accept, steps
+
+    return jax.jit(_shard(one_chain, ndev, 4, 5))

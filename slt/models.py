@@ -182,3 +182,22 @@ def embed(truth_spec: MLP, truth_params: Params, spec: MLP) -> Params:
             raise ValueError("truth has non-zero biases but the model has bias: false")
         out.append(new)
     return out
+
+
+def deep_linear_truth(key: jax.Array, widths: Sequence[int], rank: int, std: float = 1.0):
+    """A deep linear network truth whose product matrix has rank ``rank`` (Aoyagi 2024's
+    setting; Lau et al. 2023, Furman & Lau 2024 benchmark the LLC on it).
+
+    Returns ``(truth_spec, truth_params, w0)``: the truth as a narrow network
+    ``[H_1, r, ..., r, H_{L+1}]`` with N(0, std^2) weights (rank 0: the zero function, the
+    model itself with zero weights), and ``w0`` its embedding in the model ``widths`` (identity
+    activations, no biases; extra hidden units zero)."""
+    spec = make_mlp(widths, "identity", False)
+    if not 0 <= rank <= min(widths):
+        raise ValueError(f"rank must be in [0, {min(widths)}], got {rank}")
+    if rank == 0:
+        params = unflatten(spec, jnp.zeros(num_params(spec)))
+        return spec, params, flatten(params)
+    tspec = make_mlp([widths[0]] + [rank] * (len(widths) - 2) + [widths[-1]], "identity", False)
+    tparams = init(key, tspec, std)
+    return tspec, tparams, flatten(embed(tspec, tparams, spec))
