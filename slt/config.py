@@ -163,23 +163,40 @@ class TrainConfig:
 class LLCConfig:
     at: str = _field("truth", choices=("truth", "trained", "params"), doc="the point w*")
     params: Optional[list[dict]] = _field(None, doc="w* in the model's shape (at: params)")
-    refine: bool = _field(False, doc="minimise L_n starting from the point first (a minimiser on the "
-                                     "truth's stratum: removes the at-truth bias, see notes/llc.md)")
-    sampler: str = _field("mala", choices=("sgld", "mala", "nuts"),
-                          doc="mala: exact (MH-corrected) Langevin; sgld: devinterp's update; nuts: numpyro")
+    refine: Optional[bool] = _field(None, doc="minimise L_n from the point first (from a 1e-3 jitter: a "
+                                              "truth is often a saddle); default true for at: truth, "
+                                              "false otherwise (see notes/llc.md)")
+    sampler: str = _field("hmc", choices=("hmc", "mala", "sgld", "nuts"),
+                          doc="hmc: exact, trajectories as long as the flat directions; mala: exact "
+                              "Langevin; sgld: devinterp's update; nuts: numpyro")
     num_chains: int = _field(8, check=at_least(1))
-    num_draws: int = _field(2000, check=at_least(1))
+    num_draws: Union[int, str] = _field("auto", check=lambda v: None if v == "auto" or (isinstance(v, int) and v >= 1)
+                                        else f"must be a positive integer or 'auto', got {v!r}",
+                                        doc="draws per chain; auto: extend the chains until the trend "
+                                            "test passes or max_draws (hmc 500 -> 8000, mala 2000 -> 32000)")
+    max_draws: Optional[int] = _field(None, check=at_least(1),
+                                      doc="cap of num_draws: auto; default hmc 8000, mala 32000")
     num_burnin: Optional[int] = _field(None, check=non_negative,
-                                       doc="steps discarded before averaging; default num_draws // 10")
+                                       doc="steps discarded before averaging; default num_draws // 10 "
+                                           "(auto: of the first 500/2000; hmc at least 50)")
     num_adapt: Optional[int] = _field(None, check=non_negative,
-                                      doc="step-size adaptation steps; default 400 when step_size is unset")
+                                      doc="step-size adaptation steps; default hmc 200, others 400 "
+                                          "when step_size is unset")
     step_size: Optional[float] = _field(None, check=positive,
-                                        doc="Langevin eps (devinterp's lr); default adapted per sampler")
+                                        doc="HMC leapfrog step or Langevin eps (devinterp's lr); default adapted")
     target_accept: Optional[float] = _field(None, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}",
-                                            doc="adaptation target; default mala 0.8, sgld 0.99 (MH estimate), nuts 0.8")
+                                            doc="adaptation target; default hmc 0.8, mala 0.8, sgld 0.99 "
+                                                "(MH estimate), nuts 0.8")
+    trajectory_length: Optional[float] = _field(None, check=positive,
+                                                doc="hmc: default (pi/2)/sqrt(gamma), a quarter period "
+                                                    "of the flat directions")
+    max_steps: int = _field(128, check=at_least(1), doc="hmc: leapfrog steps per transition at most")
     gamma: float = _field(1.0, check=non_negative, doc="localisation strength")
     nbeta: Optional[float] = _field(None, check=positive, doc="n * beta; default n / log n")
     batch_size: Optional[int] = _field(None, check=at_least(1), doc="SGLD minibatch; default full batch")
+    lambda_hat: bool = _field(True, doc="also estimate lambda with an error bar that includes the "
+                                        "data's finite-n fluctuation (num_subsets more LLC runs)")
+    num_subsets: int = _field(4, check=at_least(2), doc="lambda_hat: disjoint data subsets")
     train: TrainConfig = _field(factory=TrainConfig, doc="optimiser for at: trained")
 
 
@@ -422,6 +439,14 @@ def _check(cfg: Config) -> Config:
                 raise ConfigError(f"{section}.params", str(exc)) from None
         if sec.at == "truth" and cfg.truth is None:
             raise ConfigError(f"{section}.at", "'truth' needs a truth section")
+    if cfg.llc is not None and cfg.llc.num_draws == "auto" and cfg.llc.max_draws is not None:
+        first = {"hmc": 500, "mala": 2000}.get(cfg.llc.sampler, 2000)
+        burn = cfg.llc.num_burnin
+        if burn is None:   # the estimator's default (slt.learning_coefficient.estimate_llc)
+            burn = max(min(first, cfg.llc.max_draws) // 10, 50 if cfg.llc.sampler == "hmc" else 0)
+        if cfg.llc.max_draws < burn:
+            raise ConfigError("llc.max_draws", f"must be >= the burn-in ({burn} steps) with num_draws: "
+                                               f"auto, got {cfg.llc.max_draws}")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.llc.sampler != "sgld":
         raise ConfigError("llc.batch_size", f"minibatches need sampler: sgld ({cfg.llc.sampler} uses exact gradients)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:

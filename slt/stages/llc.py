@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -18,48 +19,105 @@ from slt.runs import Context, StageOutput
 
 def _settings(cfg, n: int) -> dict:
     return dict(sampler=cfg.sampler, num_chains=cfg.num_chains, num_draws=cfg.num_draws,
-                num_burnin=cfg.num_burnin, num_adapt=cfg.num_adapt, step_size=cfg.step_size,
-                target_accept=cfg.target_accept, gamma=cfg.gamma,
+                max_draws=cfg.max_draws, num_burnin=cfg.num_burnin, num_adapt=cfg.num_adapt,
+                step_size=cfg.step_size, target_accept=cfg.target_accept, gamma=cfg.gamma,
+                trajectory_length=cfg.trajectory_length, max_steps=cfg.max_steps,
                 batch_size=cfg.batch_size if cfg.batch_size and cfg.batch_size < n else None)
 
 
+def wants_refine(cfg) -> bool:
+    """``llc.refine`` with its default: on for ``at: truth``, off otherwise."""
+    return cfg.at == "truth" if cfg.refine is None else bool(cfg.refine)
+
+
 def refine(ctx: Context, cfg, w_start, info: dict):
-    """Minimise L_n starting from ``w_start`` (Adam + L-BFGS, ``llc.train``): a local minimiser
-    near the point. From an embedded truth, inactive units (zero in- and out-weights, or dead
-    ReLUs) have zero gradient and stay put, so the minimiser lies on the truth's stratum. The
-    LLC at the truth itself is biased low by about ``nbeta (L_n(w0) - L_n(w_hat))``."""
+    """Minimise L_n from ``w_start`` plus a 1e-3 x prior_std jitter (Adam + L-BFGS,
+    ``llc.train``): the minimiser next to the point. An embedded truth is often a saddle with
+    zero gradient (zero hidden units), where the optimiser would otherwise stay. The LLC at the
+    truth itself is biased low by about ``nbeta (L_n(w0) - L_n(w_hat))``; summary.json keeps
+    both L_n values (``L_n_start``, ``L_n_w_star``)."""
     from slt.optimize import train
 
     p, tc = ctx.problem, cfg.train
-    res = train(ctx.key("llc-refine"), p, tc.steps, min(tc.learning_rate, 1e-3), init=w_start)
+    key = ctx.key("llc-refine")
+    start = w_start + 1e-3 * p.prior_std * jax.random.normal(jax.random.fold_in(key, 1), w_start.shape,
+                                                              w_start.dtype)
+    res = train(key, p, tc.steps, min(tc.learning_rate, 1e-3), init=start)
     if not bool(jnp.isfinite(res.loss)) or float(res.loss) > info["L_n_w_star"]:
         ctx.warn("llc.refine: the optimiser did not lower L_n; using the unrefined point")
         return w_start, info
     if float(res.grad_norm) > 1e-3:
         ctx.warn(f"llc.refine: gradient norm {float(res.grad_norm):.2e} > 1e-3 after refinement")
     return res.w, {**info, "refined": True, "L_n_start": info["L_n_w_star"],
-                   "L_n_w_star": float(res.loss), "refine_grad_norm": float(res.grad_norm)}
+                   "L_n_w_star": float(res.loss), "refine_grad_norm": float(res.grad_norm),
+                   "refine_moved": float(jnp.linalg.norm(res.w - w_start))}
+
+
+def exact_lambda(ctx: Context) -> dict:
+    """Aoyagi's lambda and multiplicity when the model is a deep linear network (identity
+    activations, no biases) with a known truth: the true product matrix's rank decides them."""
+    from slt import exact, models
+
+    spec = ctx.problem.spec
+    if spec.activation != "identity" or spec.bias or ctx.truth_params is None:
+        return {}
+    prod = None
+    for layer in ctx.truth_params:
+        W = np.asarray(layer["W"], np.float64)
+        prod = W if prod is None else W @ prod
+    rank = int(np.linalg.matrix_rank(prod, tol=1e-8 * max(1.0, float(np.abs(prod).max())))) if prod.size else 0
+    c = exact.dln_lambda(list(spec.widths), rank)
+    del models
+    return {"exact_lambda": c.lam, "exact_multiplicity": c.multiplicity, "truth_rank": rank,
+            "exact_source": "Aoyagi 2024 (deep linear network)" if spec.num_layers > 2 else
+                            "Aoyagi & Watanabe 2005 (reduced rank)" if spec.num_layers == 2 else "regular (d/2)"}
 
 
 def run(ctx: Context) -> StageOutput:
     cfg, p = ctx.config.llc, ctx.problem
+    from slt import progress
     from slt.optimize import resolve_point
 
     w_star, info = resolve_point(ctx, cfg)
-    if cfg.refine:
-        w_star, info = refine(ctx, cfg, w_star, info)
+    if wants_refine(cfg):
+        with progress.stage("llc: refine"):
+            w_star, info = refine(ctx, cfg, w_star, info)
     nbeta = cfg.nbeta if cfg.nbeta is not None else lc.default_nbeta(p.n)
-    res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, **_settings(cfg, p.n))
+    settings = _settings(cfg, p.n)
+    with progress.bar(total=None, desc="llc draws per chain") as bar:
+        def tick(done, cap):
+            bar.total = cap
+            bar.n = done
+            bar.refresh()
+
+        res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick, **settings)
     for w in res.warnings:
         ctx.warn(w)
+    stderr = None if res.mean is None else max(res.mcse or 0.0, (res.std or 0.0) / np.sqrt(res.num_chains))
+    lam = None
+    if cfg.lambda_hat and res.mean is not None and settings["batch_size"] is None:
+        with progress.stage(f"llc: lambda_hat ({cfg.num_subsets} data subsets)"):
+            lam = lc.lambda_hat(ctx.key("llc-lambda-hat"), p, w_star, res, num_subsets=cfg.num_subsets,
+                                nbeta_rule="n/log n" if cfg.nbeta is None else "given",
+                                **{k: v for k, v in settings.items() if k != "batch_size"})
+    trend = res.trend._asdict() if res.trend is not None else None
     summary = {"llc": {
-        "mean": res.mean, "std": res.std, "mcse": res.mcse,
+        "mean": res.mean, "stderr": stderr, "std": res.std, "mcse": res.mcse,
+        "converged": res.converged, "trend_test": trend,
         "per_chain": [float(v) for v in res.per_chain] if not res.diverged else None,
         **info,
+        "lambda_hat": lam.value if lam else None,
+        "lambda_hat_stderr": lam.stderr if lam else None,
+        "lambda_hat_data_sd": lam.data_sd if lam else None,
+        "lambda_hat_per_subset": list(lam.per_subset) if lam else None,
+        "lambda_hat_subset_n": lam.subset_n if lam else None,
+        **exact_lambda(ctx),
         "sampler": res.sampler, "nbeta": res.nbeta,
         "nbeta_rule": "n/log n" if cfg.nbeta is None else "given",
         "gamma": res.gamma, "step_size": [float(s) for s in res.step_size],
+        "trajectory_length": res.trajectory_length, "steps_per_draw": res.steps_per_draw,
         "num_chains": res.num_chains, "num_draws": res.num_draws, "num_burnin": res.num_burnin,
+        "num_draws_rule": "auto" if cfg.num_draws == "auto" else "given",
         "num_adapt": res.num_adapt, "batch_size": res.batch_size,
         "acceptance": float(np.nanmean(res.acceptance)) if np.isfinite(res.acceptance).any() else None,
         "acceptance_per_chain": [float(a) for a in res.acceptance],
@@ -107,8 +165,15 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     t0 = time.perf_counter()
     ctx = runs.build_context(cfg)
     p, sec = ctx.problem, cfg.llc
+    # the grid is of fixed step sizes, so it calibrates the Langevin samplers; HMC and NUTS adapt
+    # their own step (the grid then shows MALA, said in the log and the summary)
+    sampler = sec.sampler if sec.sampler in ("mala", "sgld") else "mala"
+    if sampler != sec.sampler:
+        log(f"[{cfg.name}] calibrate: llc.sampler {sec.sampler} adapts its own step size; the grid uses mala")
+    num_draws = sec.num_draws if sec.num_draws != "auto" else lc.AUTO_DRAWS[sampler][0]
+    sec = dataclasses.replace(sec, sampler=sampler, num_draws=num_draws)
     w_star, info = resolve_point(ctx, sec)
-    if sec.refine:
+    if wants_refine(sec):
         w_star, info = refine(ctx, sec, w_star, info)
     base_nbeta = sec.nbeta if sec.nbeta is not None else lc.default_nbeta(p.n)
     nbetas = np.asarray(nbetas if nbetas else [0.5 * base_nbeta, base_nbeta, 2 * base_nbeta], float)
