@@ -148,23 +148,27 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("sweep.n", "required for slt sweep (a list of sample sizes)")
         from slt import runs
 
-        if args.command == "run":
-            run_dir = runs.execute(cfg, out_dir=args.out, log=log)
-        elif args.command in ("llc", "fisher"):
-            run_dir = runs.execute(cfg, stages=[args.command], out_dir=args.out, log=log)
-        elif args.command == "sweep":
-            from slt import sweep
+        # Ctrl-C is remembered and re-raised at checkpoints: a KeyboardInterrupt raised inside
+        # a library's gc callback is dropped by Python (runs.sigint_checkpoints)
+        with runs.sigint_checkpoints():
+            if args.command == "run":
+                run_dir = runs.execute(cfg, out_dir=args.out, log=log)
+            elif args.command in ("llc", "fisher"):
+                run_dir = runs.execute(cfg, stages=[args.command], out_dir=args.out, log=log)
+            elif args.command == "sweep":
+                from slt import sweep
 
-            runs.check_data_file(cfg, max(cfg.sweep.n))   # bad data: exit 2 before any directory
-            run_dir = sweep.run_sweep(cfg, out_dir=args.out, backend=args.backend,
-                                      address=args.address, num_cpus=args.num_cpus, log=log)
-        elif args.command == "calibrate":
-            from slt.stages import llc as llc_stage
+                runs.check_data_file(cfg, max(cfg.sweep.n))   # bad data: exit 2 before any directory
+                run_dir = sweep.run_sweep(cfg, out_dir=args.out, backend=args.backend,
+                                          address=args.address, num_cpus=args.num_cpus, log=log)
+            elif args.command == "calibrate":
+                from slt.stages import llc as llc_stage
 
-            run_dir = llc_stage.calibrate(cfg, out_dir=args.out, step_sizes=args.step_sizes,
-                                          nbetas=args.nbetas, log=log)
-        else:  # pragma: no cover - argparse guards the choices
-            return _fail(f"unknown command {args.command!r}")
+                run_dir = llc_stage.calibrate(cfg, out_dir=args.out, step_sizes=args.step_sizes,
+                                              nbetas=args.nbetas, log=log)
+            else:  # pragma: no cover - argparse guards the choices
+                return _fail(f"unknown command {args.command!r}")
+            runs.check_interrupt()
     except ConfigError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
