@@ -218,9 +218,11 @@ def sigint_checkpoints():
     or a finalizer ("Exception ignored in ..."), and JAX registers a gc callback
     (``_xla_gc_callback``) that runs at every collection. Measured: of 1000 SIGINTs sent at random
     moments of tiny sweep points, one was lost that way and the sweep ran on to exit status 0.
-    Only installed from the main thread and when SIGINT has Python's default handler (a
-    background job started with SIGINT ignored keeps ignoring it); the previous handler is
-    restored afterwards."""
+    An exception other than ``KeyboardInterrupt`` leaving the body after a Ctrl-C (library code
+    that caught the interrupt and failed differently, as ``atomic_write`` once did) is reported
+    as the interrupt it was. Only installed from the main thread and when SIGINT has Python's
+    default handler (a background job started with SIGINT ignored keeps ignoring it); the
+    previous handler is restored afterwards."""
     global _interrupt_requested
     _interrupt_requested = False
     if (threading.current_thread() is not threading.main_thread()
@@ -236,6 +238,10 @@ def sigint_checkpoints():
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
+    except Exception as exc:
+        if _interrupt_requested:
+            raise KeyboardInterrupt from exc
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
         _interrupt_requested = False

@@ -35,14 +35,16 @@ def test_ctrl_c_inside_atomic_write_stays_a_keyboard_interrupt(tmp_path, monkeyp
     monkeypatch.undo()
     assert calls
     assert list(tmp_path.iterdir()) == []            # no summary.json, no temporary file left
+    COUNTS["interrupt cases"] += 1
 
 
 @pytest.mark.skipif(not has_sweep(), reason="slt/sweep.py not written yet")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the drop we provoke
-def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, monkeypatch):
+@pytest.mark.parametrize("then", ["goes on", "fails otherwise"])
+def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, monkeypatch, then):
     """SIGINT handled inside a gc callback: Python prints "Exception ignored" and goes on. The
     CLI remembers it, and the sweep stops at the next checkpoint: exit 130, one line, no more
-    points computed."""
+    points computed. Likewise when the code that swallowed it then fails with another error."""
     from slt import sweep
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -67,6 +69,8 @@ def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, mon
             finally:
                 gc.callbacks.remove(ctrl_c_in_gc)
             assert dropped                            # the interrupt happened and was swallowed
+            if then == "fails otherwise":
+                raise TypeError("Shapes must be 1D sequences of concrete values of integer type")
         return real_execute(pc, **kw)
 
     monkeypatch.setattr(sweep, "execute", execute)
@@ -77,4 +81,4 @@ def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, mon
             if json.loads(p.read_text()).get("complete") is True]
     assert [p.parent.name for p in done] == ["n=40_seed=0"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
-    COUNTS["interrupt cases"] += 2
+    COUNTS["interrupt cases"] += 1
