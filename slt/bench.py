@@ -10,7 +10,9 @@ Runs side by side, in this one invocation, and writes ``benchmarks/RESULTS.md`` 
 3. compile   -- first vs second ``slt run`` of a config in fresh processes (persistent cache);
 4. scaling   -- time per leapfrog step and per effective sample vs n and d
                 (``benchmarks/bench_scaling.py``; CSV + ``figures/scaling.png``);
-5. free energy and LLC -- ``benchmarks/bench_free_energy.py`` and ``benchmarks/bench_llc.py``
+5. free energy and LLC -- ``benchmarks/bench_free_energy.py`` and ``benchmarks/bench_llc.py``;
+6. lambda     -- ``benchmarks/bench_lambda.py``: LLC and lambda_hat on deep linear networks against
+                Aoyagi's exact lambda, devinterp at equal wall time (``benchmarks/lambda.md``);
                 (the other benches' own scripts, run as subprocesses; "not available" if absent).
 
 ``--quick`` runs everything on tiny settings (the smoke test; numbers meaningless) and skips
@@ -177,7 +179,8 @@ def run_all(quick=False, with_peers=None, out_dir: Path = BENCH, figure_dir: Pat
             record("memory", [dict(mem, name="n=1e6 headline run")])
     for name, script, args, timeout in (
             ("free_energy", "bench_free_energy.py", [], 1500),
-            ("llc", "bench_llc.py", [], 1500)):
+            ("llc", "bench_llc.py", [], 1500),
+            ("lambda", "bench_lambda.py", [], 5400)):
         if not want(name):
             continue
         if not with_peers:
@@ -286,7 +289,8 @@ def render(info: dict, s: dict) -> str:
                    f"draws: peak RSS {m['peak_rss_mib']:.0f} MiB (after imports "
                    f"{m['baseline_rss_mib']:.0f} MiB); stored draws {m['stored_draws_mib']:.3f} MiB.\n")
     for name, title in (("free_energy", "Free-energy path vs sequential numpyro loop"),
-                        ("llc", "LLC vs devinterp")):
+                        ("llc", "LLC vs devinterp"),
+                        ("lambda", "Learning coefficients against exact answers (table: benchmarks/lambda.md)")):
         if name in s:
             r = s[name]
             out.append(f"\n## {title} (`benchmarks/bench_{name}.py`): {r['status']}\n\n")
@@ -350,7 +354,7 @@ def main(argv=None) -> int:
     ap.add_argument("--with-peers", action="store_true",
                     help="with --quick: still run the free-energy and LLC benches")
     ap.add_argument("--only", nargs="+", default=None,
-                    choices=("sampling", "gradients", "compile", "scaling", "free_energy", "llc"))
+                    choices=("sampling", "gradients", "compile", "scaling", "free_energy", "llc", "lambda"))
     ap.add_argument("--out", default=str(BENCH), help="directory for RESULTS.md and results.csv")
     ap.add_argument("--merge", metavar="RESULTS_JSON", default=None,
                     help="take the sections of another results.json (e.g. a run of --only "

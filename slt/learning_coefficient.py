@@ -338,23 +338,33 @@ def refine_point(problem: Problem, w, steps: int = 2000, learning_rate: float = 
 
 
 class LambdaHat(NamedTuple):
-    """The learning coefficient lambda estimated from one data set, with an honest error bar.
+    """The learning coefficient lambda estimated from one data set, with an error bar that
+    includes the finite-n extrapolation's uncertainty.
 
-    ``value`` is the finite-nbeta LLC at a minimiser ``w_hat`` of L_n (the offset
+    ``value`` is the finite-nbeta LLC at a minimiser ``w_hat`` of L_n: the offset
     ``nbeta (L_n(w*) - L_n(w_hat))`` that makes estimates at the truth read low is removed by
-    construction); ``stderr = sqrt(mcse^2 + data_sd^2)`` adds to the Monte Carlo error the
-    spread the same estimator shows across ``num_subsets`` disjoint subsets of the data
-    (each of size n/K, at its own minimiser and nbeta rule): the finite-n fluctuation of the
-    LLC from one data set to another, which is larger than the Monte Carlo error on singular
-    models (notes/llc.md). Not corrected: the multiplicity term ``-(m - 1)/log(nbeta)`` of the
-    expansion, which no data-driven fit at accessible nbeta identified (measured, notes/llc.md);
-    for m > 1 the value reads low by about that much.
+    construction. The same estimator on ``K`` disjoint subsets of n/K rows (each at its own
+    minimiser and nbeta) gives two more numbers:
+
+    * ``data_sd``: their spread, the LLC's fluctuation from one data set to another (on
+      singular models larger than the Monte Carlo error);
+    * ``extrapolation``: how far an approach like ``lambda - c / log(nbeta)`` (the multiplicity
+      term of the free-energy expansion, the slowest one) through the subsets' mean and the full
+      estimate would put the limit: ``(llc_n - mean_K) u_n / (u_K - u_n)``, ``u = 1/log(nbeta)``,
+      with its standard error ``extrapolation_se``.
+
+    The extrapolation is NOT added to ``value``: measured on deep linear networks it is as
+    likely to overshoot as to help (notes/llc.md: the finite-size terms are not all 1/log),
+    but it is the honest size of what finite n may still hide, so
+    ``stderr = sqrt(mcse^2 + data_sd^2 + extrapolation^2 + extrapolation_se^2)``.
     """
 
     value: float
     stderr: float
     mcse: float
     data_sd: float
+    extrapolation: float
+    extrapolation_se: float
     per_subset: tuple
     subset_n: int
 
@@ -385,10 +395,17 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
         if r.mean is None:
             return None
         values.append(r.mean)
-    data_sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    data_sd = float(np.std(values, ddof=1))
     mcse = max(result.mcse or 0.0, (result.std or 0.0) / math.sqrt(result.num_chains))
-    return LambdaHat(value=float(result.mean), stderr=float(math.hypot(mcse, data_sd)), mcse=float(mcse),
-                     data_sd=data_sd, per_subset=tuple(float(v) for v in values), subset_n=int(size))
+    nbeta_k = default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
+    u_n, u_k = 1.0 / math.log(result.nbeta), 1.0 / math.log(nbeta_k)
+    lever = u_n / (u_k - u_n) if u_k > u_n else float("inf")
+    extrapolation = (float(result.mean) - float(np.mean(values))) * lever
+    extrapolation_se = math.hypot(mcse, data_sd / math.sqrt(len(values))) * lever
+    stderr = math.sqrt(mcse ** 2 + data_sd ** 2 + extrapolation ** 2 + extrapolation_se ** 2)
+    return LambdaHat(value=float(result.mean), stderr=float(stderr), mcse=float(mcse), data_sd=data_sd,
+                     extrapolation=float(extrapolation), extrapolation_se=float(extrapolation_se),
+                     per_subset=tuple(float(v) for v in values), subset_n=int(size))
 
 
 def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: float, *,

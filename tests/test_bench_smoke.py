@@ -43,3 +43,20 @@ def test_render_all_sections_from_rows():
     assert "Second/first: process 0.60, sampling 0.40" in md
     assert "peak RSS 900 MiB" in md
     assert "not available" in md and "- speed ratio 80x" in md
+
+
+def test_lambda_bench_quick_case(tmp_path):
+    """benchmarks/bench_lambda.py end to end on one small case: a row with the exact lambda,
+    the estimate, its error bar and the statistics (numbers not asserted: a smoke test)."""
+    import json
+
+    script = bench.BENCH / "bench_lambda.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--cases", "0", "--skip-devinterp",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "lambda_quick.json").read_text())
+    (row,) = res["rows"]
+    assert row["widths"] == "2-2-2" and row["lambda"] == 1.5 and row["m"] == 1
+    assert row["lambda_hat"] > 0 and row["lambda_hat_se"] > 0 and "converged" in row
+    assert res["stats"]["cases"] == 1
+    assert "| 2-2-2 |" in (tmp_path / "lambda_quick.md").read_text()

@@ -394,3 +394,24 @@ def test_hmc_matches_independent_nuts_on_a_deep_linear_network():
         assert abs(hmc.mean - nuts.mean) < 0.03 * nuts.mean
     finally:
         jax.config.update("jax_enable_x64", False)
+
+
+def test_lambda_hat_error_bar_and_linear_sufficient_statistics():
+    """lambda_hat on a small deep linear network: the value is the LLC at the minimiser, the
+    error bar is at least the Monte Carlo and data-fluctuation errors combined and carries the
+    extrapolation term; L_n through sufficient statistics equals the full-data L_n."""
+    from slt.posterior import linear_loss, linear_stats
+
+    spec, tparams, w0 = models.deep_linear_truth(jax.random.key(0), [3, 2, 3], 1)
+    p = Problem.make(spec, data.synthesize(jax.random.key(1), spec, tparams, 4000, 1.0, dist="normal"))
+    stats = linear_stats(p)
+    for k in range(3):
+        w = jax.random.normal(jax.random.key(k), (p.d,))
+        assert abs(float(linear_loss(w, stats)) - float(p.loss(w))) < 1e-4 * float(p.loss(w))
+    w_hat, _, g = lc.refine_point(p, w0)
+    res = lc.llc_for_problem(jax.random.key(0), p, w_hat, num_chains=4)
+    lam = lc.lambda_hat(jax.random.key(1), p, w_hat, res, num_chains=4)
+    assert lam.value == res.mean and len(lam.per_subset) == 4 and lam.subset_n == 1000
+    assert lam.stderr >= math.hypot(lam.mcse, lam.data_sd) > 0
+    assert math.isfinite(lam.extrapolation) and lam.extrapolation_se > 0
+    assert abs(lam.value - lc.rrr_lambda(3, 2, 3, 1)) < 2.5 * lam.stderr

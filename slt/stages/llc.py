@@ -109,6 +109,8 @@ def run(ctx: Context) -> StageOutput:
         "lambda_hat": lam.value if lam else None,
         "lambda_hat_stderr": lam.stderr if lam else None,
         "lambda_hat_data_sd": lam.data_sd if lam else None,
+        "lambda_hat_extrapolation": lam.extrapolation if lam else None,
+        "lambda_hat_extrapolation_se": lam.extrapolation_se if lam else None,
         "lambda_hat_per_subset": list(lam.per_subset) if lam else None,
         "lambda_hat_subset_n": lam.subset_n if lam else None,
         **exact_lambda(ctx),
