@@ -162,8 +162,9 @@ def figure(rows, path: Path) -> None:
         stats["devinterp_failed"] = f"{len(failed)}/{len(ok)} (NaN loss at its documented lr)"
     dv = [r for r in ok if r.get("devinterp_llc") is not None]
     if dv:
-        ax.plot([r["lambda"] for r in dv], [max(r["devinterp_llc"], lo) for r in dv], "x", color="C3",
-                label="devinterp SGLD, same wall time")
+        ax.plot([r["lambda"] for r in dv], [min(max(r["devinterp_llc"], lo), hi) for r in dv], "x", color="C3",
+                label="devinterp SGLD, same wall time\n(off-scale values drawn on the edge;\n"
+                      f"{sum(bool(r.get('devinterp_error')) for r in ok)} more diverged)")
     ax.plot([r["lambda"] for r in ok], [max(r["llc_at_truth"], lo) for r in ok], ".", color="0.5",
             label="LLC at the truth itself")
     ax.set_xscale("log")

@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--max-steps", type=int, default=None, help="llc.max_steps (default: the config's)")
     args = ap.parse_args(argv)
     from slt.cli import configure_jax
 
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
         for name, (W, b, q, derived) in TRUTHS.items():
             cfg = config.load(ROOT / "configs" / "relu2_llc_strata.yaml", overrides=[
                 f"truth.params=[{{W: {W}, b: {b}}}, {{W: [{q}], b: [0.0]}}]", f"data.n={args.n}",
-                f"seed={seed}", "output.figures=false"])
+                f"seed={seed}", "output.figures=false"]
+                + ([f"llc.max_steps={args.max_steps}"] if args.max_steps else []))
             t0 = time.perf_counter()
             ctx = runs.build_context(cfg)
             from slt.stages import llc as stage
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
                          "lambda_hat": out["lambda_hat"], "lambda_hat_se": out["lambda_hat_stderr"],
                          "L_n_start": out.get("L_n_start"), "L_n_w_star": out["L_n_w_star"],
                          "refine_moved": out.get("refine_moved"), "num_draws": out["num_draws"],
+                         "max_steps": cfg.llc.max_steps, "steps_per_draw": out["steps_per_draw"],
                          "warnings": ctx.warnings, "seconds": time.perf_counter() - t0})
             r = rows[-1]
             print(f"{name:24s} seed {seed}: LLC {r['llc']:.3f} ± {r['llc_se']:.3f}  lambda_hat "
