@@ -402,8 +402,9 @@ def test_lambda_hat_error_bar_and_linear_sufficient_statistics():
     extrapolation term; L_n through sufficient statistics equals the full-data L_n."""
     from slt.posterior import linear_loss, linear_stats
 
-    spec, tparams, w0 = models.deep_linear_truth(jax.random.key(0), [3, 2, 3], 1)
-    p = Problem.make(spec, data.synthesize(jax.random.key(1), spec, tparams, 4000, 1.0, dist="normal"))
+    tspec, tparams, w0 = models.deep_linear_truth(jax.random.key(0), [3, 2, 3], 1)
+    spec = models.make_mlp([3, 2, 3], "identity", False)     # the model; the truth is [3, 1, 3]
+    p = Problem.make(spec, data.synthesize(jax.random.key(1), tspec, tparams, 4000, 1.0, dist="normal"))
     stats = linear_stats(p)
     for k in range(3):
         w = jax.random.normal(jax.random.key(k), (p.d,))

@@ -20,6 +20,19 @@ from robust_util import COUNTS, has_sweep, run_cli, tiny, write_config
 from slt import runs
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler for the test. A process launched in the background (a
+    CI shell's '&', nohup) inherits SIGINT ignored, and the CLI then leaves SIGINT alone (it
+    only wraps the default handler): the test states the interactive situation it is about."""
+    old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def test_ctrl_c_inside_atomic_write_stays_a_keyboard_interrupt(tmp_path, monkeypatch):
     real_close = runs.os.close
     calls = []
@@ -41,7 +54,7 @@ def test_ctrl_c_inside_atomic_write_stays_a_keyboard_interrupt(tmp_path, monkeyp
 @pytest.mark.skipif(not has_sweep(), reason="slt/sweep.py not written yet")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the drop we provoke
 @pytest.mark.parametrize("then", ["goes on", "fails otherwise"])
-def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, monkeypatch, then):
+def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, monkeypatch, then, default_sigint):
     """SIGINT handled inside a gc callback: Python prints "Exception ignored" and goes on. The
     CLI remembers it, and the sweep stops at the next checkpoint: exit 130, one line, no more
     points computed. Likewise when the code that swallowed it then fails with another error."""
