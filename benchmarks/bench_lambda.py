@@ -157,9 +157,6 @@ def figure(rows, path: Path) -> None:
             ax.errorbar([r["lambda"] for r in sel], [r["lambda_hat"] for r in sel],
                         yerr=[2.5 * r["lambda_hat_se"] for r in sel], fmt=marker, ms=5, capsize=2,
                         color="C0" if marker == "o" else "C1", label=label + " (±2.5 se)")
-    failed = [r for r in ok if r.get("devinterp_error")]
-    if failed:
-        stats["devinterp_failed"] = f"{len(failed)}/{len(ok)} (NaN loss at its documented lr)"
     dv = [r for r in ok if r.get("devinterp_llc") is not None]
     if dv:
         ax.plot([r["lambda"] for r in dv], [min(max(r["devinterp_llc"], lo), hi) for r in dv], "x", color="C3",

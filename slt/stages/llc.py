@@ -36,27 +36,24 @@ def refine(ctx: Context, cfg, w_start, info: dict):
     zero gradient (zero hidden units), where the optimiser would otherwise stay. The LLC at the
     truth itself is biased low by about ``nbeta (L_n(w0) - L_n(w_hat))``; summary.json keeps
     both L_n values (``L_n_start``, ``L_n_w_star``)."""
-    from slt.optimize import train
-
     p, tc = ctx.problem, cfg.train
-    key = ctx.key("llc-refine")
-    start = w_start + 1e-3 * p.prior_std * jax.random.normal(jax.random.fold_in(key, 1), w_start.shape,
-                                                              w_start.dtype)
-    res = train(key, p, tc.steps, min(tc.learning_rate, 1e-3), init=start)
-    if not bool(jnp.isfinite(res.loss)) or float(res.loss) > info["L_n_w_star"]:
+    w_hat, loss, grad_norm = lc.refine_point(p, w_start, steps=tc.steps,
+                                             learning_rate=min(tc.learning_rate, 1e-3),
+                                             key=ctx.key("llc-refine"))
+    if not np.isfinite(loss) or loss > info["L_n_w_star"]:
         ctx.warn("llc.refine: the optimiser did not lower L_n; using the unrefined point")
         return w_start, info
-    if float(res.grad_norm) > 1e-3:
-        ctx.warn(f"llc.refine: gradient norm {float(res.grad_norm):.2e} > 1e-3 after refinement")
-    return res.w, {**info, "refined": True, "L_n_start": info["L_n_w_star"],
-                   "L_n_w_star": float(res.loss), "refine_grad_norm": float(res.grad_norm),
-                   "refine_moved": float(jnp.linalg.norm(res.w - w_start))}
+    if grad_norm > 1e-3:
+        ctx.warn(f"llc.refine: gradient norm {grad_norm:.2e} > 1e-3 after refinement")
+    return w_hat, {**info, "refined": True, "L_n_start": info["L_n_w_star"],
+                   "L_n_w_star": loss, "refine_grad_norm": grad_norm,
+                   "refine_moved": float(jnp.linalg.norm(w_hat - w_start))}
 
 
 def exact_lambda(ctx: Context) -> dict:
     """Aoyagi's lambda and multiplicity when the model is a deep linear network (identity
     activations, no biases) with a known truth: the true product matrix's rank decides them."""
-    from slt import exact, models
+    from slt import exact
 
     spec = ctx.problem.spec
     if spec.activation != "identity" or spec.bias or ctx.truth_params is None:
@@ -67,7 +64,6 @@ def exact_lambda(ctx: Context) -> dict:
         prod = W if prod is None else W @ prod
     rank = int(np.linalg.matrix_rank(prod, tol=1e-8 * max(1.0, float(np.abs(prod).max())))) if prod.size else 0
     c = exact.dln_lambda(list(spec.widths), rank)
-    del models
     return {"exact_lambda": c.lam, "exact_multiplicity": c.multiplicity, "truth_rank": rank,
             "exact_source": "Aoyagi 2024 (deep linear network)" if spec.num_layers > 2 else
                             "Aoyagi & Watanabe 2005 (reduced rank)" if spec.num_layers == 2 else "regular (d/2)"}
