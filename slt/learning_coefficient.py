@@ -289,11 +289,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     sampling_s = time.perf_counter() - t0
     res = summarize(loss, accept, eps, float(loss_star), nbeta=float(nbeta), gamma=float(gamma),
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
-                    batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s)
-    if res.mean is not None and not res.converged and auto and sampler in RESUMABLE:
-        res = res._replace(warnings=tuple(w + (f" (stopped at the cap max_draws = {cap})"
-                                               if w.startswith("llc: not converged") else "")
-                                          for w in res.warnings))
+                    batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
+                    draws_cap=cap if auto and sampler in RESUMABLE else None)
     return res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
 
 
@@ -386,18 +383,17 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
     if kwargs["num_draws"] == "auto":
         kwargs["num_draws"] = AUTO_DRAWS[result.sampler][0]
         kwargs.pop("max_draws", None)
+    nbeta_k = default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
     for k in range(num_subsets):
         sub = Problem(problem.spec, problem.x[k * size:(k + 1) * size], problem.y[k * size:(k + 1) * size],
                       problem.noise_std, problem.prior_std)
         w_k = refine_point(sub, w_hat, jitter=0.0)[0] if refine else w_hat
-        nbeta_k = default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
         r = llc_for_problem(jax.random.fold_in(key, k), sub, w_k, nbeta=nbeta_k, **kwargs)
         if r.mean is None:
             return None
         values.append(r.mean)
     data_sd = float(np.std(values, ddof=1))
     mcse = max(result.mcse or 0.0, (result.std or 0.0) / math.sqrt(result.num_chains))
-    nbeta_k = default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
     u_n, u_k = 1.0 / math.log(result.nbeta), 1.0 / math.log(nbeta_k)
     lever = u_n / (u_k - u_n) if u_k > u_n else float("inf")
     extrapolation = (float(result.mean) - float(np.mean(values))) * lever
@@ -411,9 +407,10 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
 def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: float, *,
               nbeta: float, gamma: float, sampler: str, num_burnin: int = 0, num_adapt: int = 0,
               batch_size: int | None = None, d: int = 1, sampling_s: float = float("nan"),
-              divergence_factor: float = 100.0) -> LLCResult:
+              divergence_factor: float = 100.0, draws_cap: int | None = None) -> LLCResult:
     """Turn loss traces (C, T) into an :class:`LLCResult` with diagnostics and warnings.
 
+    ``draws_cap``: the max_draws an auto run stopped at (named in the not-converged warning).
     A chain diverged if its loss is non-finite or ``nbeta (L - L(w*))`` exceeds
     ``divergence_factor * (d + 10)`` (an LLC is at most d/2: that is an explosion, not a
     posterior); the estimate is then withheld (``mean = None``).
@@ -454,7 +451,8 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
             warns.append(f"llc: not converged: the estimate moved from {trend.first:.4g} (first half of "
                          f"the draws) to {trend.second:.4g} (second half), drift {trend.drift:+.3g} +- "
                          f"{trend.drift_se:.2g} against a tolerance of {trend.tolerance:.2g}; the "
-                         "number is not final: run more draws (num_draws: auto extends them)")
+                         "number is not final: run more draws (num_draws: auto extends them)"
+                         + (f" (stopped at the cap max_draws = {draws_cap})" if draws_cap else ""))
         if mean < 0:
             warns.append(f"llc: negative estimate {mean:.3g}: the mean loss fell below L(w*), so w* "
                          "is not a local minimum (train it further, or use at: trained)")

@@ -214,7 +214,10 @@ def _curvatures(loss_fn, w_star, data, nbeta, gamma, key):
     """(stiffest, softest) curvature of the localised potential's quadratic part at w*."""
     k1, k2 = jax.random.split(key)
     lam_max = _top_hessian_eigenvalue(loss_fn, w_star, data, k1)
-    lam_min = _bottom_hessian_eigenvalue(loss_fn, w_star, data, k2, lam_max)
+    # softest curvature: exactly gamma along any flat direction of L (a minimum's Hessian is
+    # PSD); only gamma = 0 (the regular check) needs the Hessian's smallest eigenvalue
+    lam_min = jax.lax.cond(gamma > 0, lambda: jnp.zeros((), w_star.dtype),
+                           lambda: _bottom_hessian_eigenvalue(loss_fn, w_star, data, k2, lam_max))
     return nbeta * lam_max + gamma, gamma + nbeta * jnp.maximum(lam_min, 0.0)
 
 
@@ -272,9 +275,6 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
         rule = 0.5 / kappa_max if sampler == "mala" else 1.0 / jnp.sqrt(kappa_max)
         auto = jnp.where(ok, rule, 1e-4).astype(eps0.dtype)
         eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
-        # softest curvature: exactly gamma along any flat direction of L (a minimum's Hessian is
-        # PSD); only gamma = 0 (the regular check) needs the Hessian's smallest eigenvalue
-        kappa_min = jnp.where(gamma > 0, gamma, kappa_min)
         trajectory_length = jnp.where(kappa_min > 0, hmc.HALF_PI / jnp.sqrt(kappa_min), jnp.inf)
         trajectory_length = jnp.where(jnp.isnan(trajectory_length_given), trajectory_length,
                                       trajectory_length_given)
