@@ -59,12 +59,16 @@ def _positive_list(v):
 # ----------------------------------------------------------------------------- sections
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    widths: list[int] = _field(check=lambda v: None if len(v) >= 2 and all(x >= 1 for x in v)
-                               else f"must list >= 2 positive layer sizes, got {v}",
-                               doc="[d_in, h_1, ..., d_out]")
+    widths: Optional[list[int]] = _field(None, check=lambda v: None if len(v) >= 2 and all(x >= 1 for x in v)
+                                         else f"must list >= 2 positive layer sizes, got {v}",
+                                         doc="[d_in, h_1, ..., d_out] (required; a Python model passed "
+                                             "to slt.run replaces it)")
     activation: str = _field("relu", choices=("relu", "tanh", "identity"),
                              doc="hidden-layer activation (none on the output)")
     bias: bool = _field(True, doc="biases on every layer")
+    likelihood: str = _field("gaussian", choices=("gaussian", "bernoulli", "categorical"),
+                             doc="gaussian: regression (noise_std); bernoulli: 0/1 labels, one output "
+                                 "= the logit; categorical: labels 0..d_out-1, softmax over d_out outputs")
     noise_std: float = _field(1.0, check=positive, doc="sigma of the Gaussian likelihood")
     prior_std: float = _field(1.0, check=positive, doc="s of the N(0, s^2) prior on every parameter")
 
@@ -269,10 +273,11 @@ class Config:
     phase: Optional[PhaseConfig] = _field(None)
     output: OutputConfig = _field(factory=OutputConfig)
     base_dir: str = _field(".", doc="(internal) directory of the config file")
+    external_model: Optional[str] = _field(None, doc="(internal) the Python model given to slt.run")
 
 
 _KEY_ALIASES = {"lambda": "lambda_"}
-_INTERNAL = {"base_dir"}
+_INTERNAL = {"base_dir", "external_model"}
 
 
 # ----------------------------------------------------------------------------- building
@@ -386,6 +391,16 @@ def _check(cfg: Config) -> Config:
     from slt import models  # local: models imports jax
 
     m = cfg.model
+    if cfg.external_model is not None:
+        return _check_external(cfg)
+    if m.widths is None:
+        raise ConfigError("model.widths", "required key is missing")
+    if m.likelihood == "bernoulli" and m.widths[-1] != 1:
+        raise ConfigError("model.likelihood", f"bernoulli needs one output (the logit): model.widths must "
+                                              f"end in 1, got {m.widths}")
+    if m.likelihood == "categorical" and m.widths[-1] < 2:
+        raise ConfigError("model.likelihood", f"categorical needs d_out >= 2 classes: model.widths must end "
+                                              f"in the class count, got {m.widths}")
     if cfg.data.file is None:
         if cfg.truth is None:
             raise ConfigError("truth", "required key is missing (give truth + data.n, or data.file)")
@@ -455,6 +470,32 @@ def _check(cfg: Config) -> Config:
     return cfg
 
 
+def _check_external(cfg: Config) -> Config:
+    """Checks for a config run on a Python model (``slt.run``): the model and the data come
+    from the problem, so every key that needs a truth or a network spec is refused."""
+    for key, bad in (("truth", cfg.truth is not None), ("data.file", cfg.data.file is not None),
+                     ("data.n", cfg.data.n is not None), ("model.widths", cfg.model.widths is not None),
+                     ("sweep", cfg.sweep is not None), ("phase", cfg.phase is not None)):
+        if bad:
+            raise ConfigError(key, "not used with a Python model: the problem holds the model and its data")
+    for key, wants in (("sampler.init", cfg.sampler.init == "truth"),
+                       ("free_energy.init", cfg.free_energy is not None and cfg.free_energy.init == "truth"),
+                       ("llc.at", cfg.llc is not None and cfg.llc.at == "truth"),
+                       ("fisher.at", cfg.fisher is not None and cfg.fisher.at == "truth")):
+        if wants:
+            raise ConfigError(key, "a Python model has no truth: use trained, or params with "
+                                   "w_star= in slt.run")
+    for section in ("llc", "fisher"):
+        sec = getattr(cfg, section)
+        if sec is not None and sec.params is not None:
+            raise ConfigError(f"{section}.params", "not used with a Python model: pass w_star= to slt.run")
+    if isinstance(cfg.sampler.beta, float) and cfg.sampler.beta <= 0:
+        raise ConfigError("sampler.beta", f"must be > 0, got {cfg.sampler.beta}")
+    if isinstance(cfg.sampler.beta, str) and cfg.sampler.beta != "wbic":
+        raise ConfigError("sampler.beta", f"must be a positive number or 'wbic', got {cfg.sampler.beta!r}")
+    return cfg
+
+
 def memory_estimate(cfg: Config, n: int) -> int:
     """Rough bytes a run with ``n`` data points needs: the data (twice: numpy and device copies)
     plus every chain's forward and backward activations (about 3 floats per unit per point)
@@ -513,17 +554,20 @@ def _embed_problem(models, cfg: Config, truth_spec) -> str | None:
     return None
 
 
-def from_dict(raw: Any, base_dir: str | Path = ".", name: str | None = None) -> Config:
-    """Validate a raw mapping (e.g. parsed YAML) into a :class:`Config`."""
+def from_dict(raw: Any, base_dir: str | Path = ".", name: str | None = None,
+              external_model: str | None = None) -> Config:
+    """Validate a raw mapping (e.g. parsed YAML) into a :class:`Config`. ``external_model``
+    (a description) marks a config whose model and data come from Python (``slt.run``)."""
     if not isinstance(raw, dict):
         raise ConfigError("", f"a config must be a YAML mapping, got {type(raw).__name__}")
     raw = dict(raw)
-    if "base_dir" in raw:
-        raise ConfigError("base_dir", "unknown key")
+    for key in _INTERNAL:
+        if key in raw:
+            raise ConfigError(key, "unknown key")
     if name is not None and "name" not in raw:
         raw["name"] = name
     cfg = build(Config, raw)
-    cfg = dataclasses.replace(cfg, base_dir=str(base_dir))
+    cfg = dataclasses.replace(cfg, base_dir=str(base_dir), external_model=external_model)
     return _check(cfg)
 
 

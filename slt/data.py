@@ -37,23 +37,32 @@ def sample_inputs(key: jax.Array, n: int, d_in: int, dist: str = "uniform", low:
 
 
 def synthesize(key: jax.Array, truth_spec: models.MLP, truth_params, n: int, noise_std: float,
-               **x_kwargs) -> Dataset:
-    """``n`` pairs from the truth: ``y = f(x, w0) + noise_std * N(0, 1)``."""
+               likelihood: str = "gaussian", **x_kwargs) -> Dataset:
+    """``n`` pairs from the truth: ``y = f(x, w0) + noise_std * N(0, 1)`` (gaussian), or labels
+    drawn from the truth's probabilities ``sigmoid(f)`` (bernoulli) / ``softmax(f)`` (categorical)."""
+    from slt import likelihoods
+
     key_x, key_eps = jax.random.split(key)
     x = sample_inputs(key_x, n, truth_spec.d_in, **x_kwargs)
-    mean = models.apply(truth_spec, truth_params, x)
-    y = mean + noise_std * jax.random.normal(key_eps, mean.shape)
-    return Dataset(x, y)
+    out = models.apply(truth_spec, truth_params, x)
+    if likelihood == "gaussian":   # the draw every earlier run made: keep it bit-identical
+        return Dataset(x, out + noise_std * jax.random.normal(key_eps, out.shape))
+    return Dataset(x, likelihoods.sample_targets(key_eps, likelihood, out, noise_std))
 
 
 class DataFileError(ValueError):
     """A data file that cannot be used (missing, wrong shape, non-finite)."""
 
 
-def load(path: str | Path, d_in: int, d_out: int, n: int | None = None) -> Dataset:
+def load(path: str | Path, d_in: int, d_out: int, n: int | None = None,
+         likelihood: str = "gaussian") -> Dataset:
     """Load ``x, y`` from ``.npz`` (arrays ``x`` (n, d_in), ``y`` (n, d_out)) or ``.csv``
-    (first ``d_in`` columns are x, last ``d_out`` are y; a non-numeric first row is a header).
-    With ``n`` given, keep the first ``n`` rows."""
+    (first ``d_in`` columns are x, the rest y; a non-numeric first row is a header).
+    Classification (``likelihood`` bernoulli/categorical): ``y`` is one column of integer labels
+    (0/1, or 0..d_out-1). With ``n`` given, keep the first ``n`` rows."""
+    from slt import likelihoods
+
+    d_model_out, d_out = d_out, likelihoods.target_width(likelihood, d_out)
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"data file {str(path)!r} does not exist")
@@ -85,7 +94,8 @@ def load(path: str | Path, d_in: int, d_out: int, n: int | None = None) -> Datas
     if x.ndim != 2 or x.shape[1] != d_in:
         raise DataFileError(f"data file {str(path)!r}: x has shape {list(x.shape)}, expected (n, {d_in})")
     if y.ndim != 2 or y.shape[1] != d_out:
-        raise DataFileError(f"data file {str(path)!r}: y has shape {list(y.shape)}, expected (n, {d_out})")
+        what = "" if likelihood == "gaussian" else f" (one column of {likelihood} labels)"
+        raise DataFileError(f"data file {str(path)!r}: y has shape {list(y.shape)}, expected (n, {d_out}){what}")
     if x.shape[0] != y.shape[0]:
         raise DataFileError(f"data file {str(path)!r}: x has {x.shape[0]} rows but y has {y.shape[0]}")
     if x.shape[0] == 0:
@@ -98,6 +108,9 @@ def load(path: str | Path, d_in: int, d_out: int, n: int | None = None) -> Datas
     if bad.any():
         raise DataFileError(f"data file {str(path)!r}: {int(bad.sum())} rows contain NaN or inf "
                             f"(first at row {int(np.argmax(bad))})")
+    why = likelihoods.label_problem(likelihood, y, d_model_out)
+    if why:
+        raise DataFileError(f"data file {str(path)!r}: {why}")
     return Dataset(jnp.asarray(x), jnp.asarray(y))
 
 

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slt import models
+from slt import likelihoods, models
 
 RTOL = 1e-9
 """Default relative tolerance: eigenvalues above ``RTOL * lambda_max`` count as rank."""
@@ -101,7 +101,7 @@ class PosteriorFisher(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- matrices
-def jacobian(spec: models.MLP, w, x) -> np.ndarray:
+def jacobian(spec, w, x) -> np.ndarray:
     """``J(x_i, w) = d f / d w`` for every input, float64, shape (n, d_out, d)."""
     with jax.enable_x64(True):
         w64 = jnp.asarray(np.asarray(w, np.float64))
@@ -111,15 +111,29 @@ def jacobian(spec: models.MLP, w, x) -> np.ndarray:
 
 @jax.jit(static_argnums=0)
 def _jacobian(spec, w, x):
-    return jax.vmap(lambda xi: jax.jacfwd(lambda v: models.apply_flat(spec, v, xi))(w))(x)
+    return jax.vmap(lambda xi: jax.jacfwd(lambda v: spec.apply_flat(v, xi[None])[0])(w))(x)
 
 
-def fisher_matrix(spec: models.MLP, w, x, noise_std: float = 1.0) -> np.ndarray:
-    """``(1/n) sum_i J_i^T J_i / sigma^2`` over the inputs ``x`` (n, d_in); float64 (d, d)."""
+def fisher_matrix(spec, w, x, noise_std: float = 1.0, likelihood: str = "gaussian") -> np.ndarray:
+    """``I(w) = (1/n) sum_i J_i^T H_i J_i`` over the inputs ``x`` (n, d_in); float64 (d, d).
+
+    ``H_i`` is the Hessian of the negative log likelihood in the output
+    (:func:`slt.likelihoods.output_hessian`): ``I/sigma^2`` (Gaussian), ``p(1-p)`` (Bernoulli),
+    ``diag(p) - p p^T`` (categorical). ``spec`` is any model with ``apply_flat(w, x)``."""
     J = jacobian(spec, w, x)
     n, d_out, d = J.shape
-    J2 = J.reshape(n * d_out, d)
-    return (J2.T @ J2) / (n * float(noise_std) ** 2)
+    if likelihood == "gaussian":
+        J2 = J.reshape(n * d_out, d)
+        return (J2.T @ J2) / (n * float(noise_std) ** 2)
+    with jax.enable_x64(True):
+        z = np.asarray(spec.apply_flat(jnp.asarray(np.asarray(w, np.float64)),
+                                       jnp.asarray(np.asarray(x, np.float64))))
+        H = np.asarray(likelihoods.output_hessian(likelihood, jnp.asarray(z), noise_std), np.float64)
+    # H = L L^T per input (positive semi-definite): I = (1/n) sum_i (L_i^T J_i)^T (L_i^T J_i)
+    evals, evecs = np.linalg.eigh(H)
+    root = evecs * np.sqrt(np.clip(evals, 0, None))[:, None, :]          # (n, k, k)
+    A = np.einsum("nkj,nkd->njd", root, J).reshape(n * d_out, d)
+    return (A.T @ A) / n
 
 
 def spectrum(matrix: np.ndarray, rtol: float = RTOL) -> Spectrum:
@@ -260,31 +274,34 @@ def explain_nullity(spec: models.MLP, w, x, matrix: np.ndarray, spec_result: Spe
 
 
 # ----------------------------------------------------------------------------- front door
-def fisher(spec: models.MLP, w, x, noise_std: float = 1.0, rtol: float = RTOL,
-           explain: bool = True) -> FisherResult:
-    """Fisher information of the Gaussian regression model at ``w`` averaged over inputs ``x``.
+def fisher(spec, w, x, noise_std: float = 1.0, rtol: float = RTOL,
+           explain: bool = True, likelihood: str = "gaussian") -> FisherResult:
+    """Fisher information of the model at ``w`` averaged over inputs ``x``.
 
     Args:
       spec: the network; w: flat parameters (d,); x: inputs (n, d_in) — the data for the
         empirical FIM, fresh draws from the input distribution for the population FIM.
-      noise_std: sigma of the likelihood. rtol: relative rank tolerance (default :data:`RTOL`).
-      explain: attribute the nullity to sources (two-layer networks).
+      noise_std: sigma of the Gaussian likelihood. rtol: relative rank tolerance (default
+      :data:`RTOL`). explain: attribute the nullity to sources (two-layer MLPs, Gaussian
+      likelihood). likelihood: see :func:`fisher_matrix`.
     Returns: :class:`FisherResult`.
     """
-    m = fisher_matrix(spec, w, x, noise_std)
+    m = fisher_matrix(spec, w, x, noise_std, likelihood)
     s = spectrum(m, rtol)
-    ex = explain_nullity(spec, w, x, m, s) if (explain and spec.num_layers == 2) else None
+    ex = (explain_nullity(spec, w, x, m, s)
+          if (explain and isinstance(spec, models.MLP) and spec.num_layers == 2 and likelihood == "gaussian")
+          else None)
     return FisherResult(m, s, ex, int(np.asarray(x).shape[0]))
 
 
-def posterior_fisher(spec: models.MLP, draws, x, noise_std: float = 1.0, rtol: float = RTOL,
-                     explain: bool = True) -> PosteriorFisher:
+def posterior_fisher(spec, draws, x, noise_std: float = 1.0, rtol: float = RTOL,
+                     explain: bool = True, likelihood: str = "gaussian") -> PosteriorFisher:
     """``I(w)`` at each posterior draw (draws: (num, d)): per-draw ranks with the same rule,
     the averaged matrix ``E_w[I(w)]`` and its spectrum, and mean null-direction counts."""
     draws = np.asarray(draws, np.float64).reshape(-1, np.asarray(draws).shape[-1])
     mats, ranks, evs, ex_list = [], [], [], []
     for w in draws:
-        r = fisher(spec, w, x, noise_std, rtol, explain)
+        r = fisher(spec, w, x, noise_std, rtol, explain, likelihood)
         mats.append(r.matrix)
         ranks.append(r.spectrum.rank)
         evs.append(r.spectrum.eigenvalues)

@@ -290,6 +290,15 @@ def linear_gaussian_beta_slope(x, y, betas, noise_std: float = 1.0, prior_std: f
     return weighted_slope(1.0 / np.asarray(betas, float), e).slope
 
 
-def is_linear_regression(widths: Sequence[int], activation: str, bias: bool) -> bool:
-    """Models with a closed-form free energy here: ``[d, k]`` (one layer, any outputs), no bias."""
-    return len(widths) == 2 and not bias
+def is_linear_regression(widths: Sequence[int], activation: str, bias: bool,
+                         likelihood: str = "gaussian") -> bool:
+    """Models with a closed-form free energy here: ``[d, k]`` (one layer, any outputs), no bias,
+    Gaussian likelihood."""
+    return len(widths) == 2 and not bias and likelihood == "gaussian"
+
+
+def has_closed_form(problem) -> bool:
+    """:func:`is_linear_regression` for a :class:`slt.posterior.Problem` (any model kind)."""
+    spec = problem.spec
+    return spec is not None and is_linear_regression(spec.widths, spec.activation, spec.bias,
+                                                     problem.likelihood)

@@ -44,7 +44,7 @@ import numpy as np
 
 from slt.llc_chains import (_num_devices_for, _program, initial_step_size,  # noqa: F401 (re-exported)
                             top_hessian_eigenvalue)
-from slt.posterior import Problem, empirical_loss
+from slt.posterior import Problem
 
 SAMPLERS = ("hmc", "mala", "sgld", "nuts")
 RESUMABLE = ("hmc", "mala")  # samplers whose chains can be continued (num_draws: auto)
@@ -106,7 +106,7 @@ def problem_loss(w, problem: Problem):
 
 def problem_batch_loss(w, problem: Problem, idx):
     """``L_n`` on the rows ``idx`` (an unbiased estimate of L_n(w))."""
-    return empirical_loss(problem.spec, w, problem.x[idx], problem.y[idx], problem.noise_std)
+    return problem.loss_on(w, problem.x[idx], problem.y[idx])
 
 
 @functools.lru_cache(maxsize=None)
@@ -301,12 +301,12 @@ def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | 
     A linear network (identity activations, Gaussian likelihood) is evaluated through its
     sufficient statistics (:func:`slt.posterior.linear_stats`): the same ``L_n`` exactly, at a
     cost independent of n (full-batch samplers only)."""
-    from slt.posterior import is_linear, linear_loss, linear_stats
+    from slt.posterior import has_linear_stats, linear_loss, linear_stats
 
     if batch_size is not None and batch_size >= problem.n:
         batch_size = None
     nbeta = default_nbeta(problem.n) if nbeta is None else nbeta
-    if batch_size is None and is_linear(problem.spec):
+    if batch_size is None and has_linear_stats(problem):
         return estimate_llc(key, linear_loss, w_star, data=linear_stats(problem), n=problem.n,
                             nbeta=nbeta, **kwargs)
     return estimate_llc(key, problem_loss, w_star, data=problem, n=problem.n, nbeta=nbeta,
@@ -385,8 +385,7 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
         kwargs.pop("max_draws", None)
     nbeta_k = default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
     for k in range(num_subsets):
-        sub = Problem(problem.spec, problem.x[k * size:(k + 1) * size], problem.y[k * size:(k + 1) * size],
-                      problem.noise_std, problem.prior_std)
+        sub = problem.with_data(problem.x[k * size:(k + 1) * size], problem.y[k * size:(k + 1) * size])
         w_k = refine_point(sub, w_hat, jitter=0.0)[0] if refine else w_hat
         r = llc_for_problem(jax.random.fold_in(key, k), sub, w_k, nbeta=nbeta_k, **kwargs)
         if r.mean is None:

@@ -12,7 +12,8 @@ Samplers and estimators work on the *flat* parameter vector ``w`` of length ``d`
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import dataclasses
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,20 @@ class MLP(NamedTuple):
     @property
     def num_layers(self) -> int:
         return len(self.widths) - 1
+
+    @property
+    def d(self) -> int:
+        return num_params(self)
+
+    def apply_flat(self, w: jax.Array, x: jax.Array) -> jax.Array:
+        """``f(x, w)`` with ``w`` the flat parameter vector (the interface every model shares)."""
+        return apply(self, unflatten(self, w), x)
+
+    def ravel(self, params) -> jax.Array:
+        return flatten(params)
+
+    def unravel(self, w: jax.Array):
+        return unflatten(self, w)
 
     @property
     def shapes(self) -> list[dict[str, tuple[int, ...]]]:
@@ -201,3 +216,73 @@ def deep_linear_truth(key: jax.Array, widths: Sequence[int], rank: int, std: flo
     tspec = make_mlp([widths[0]] + [rank] * (len(widths) - 2) + [widths[-1]], "identity", False)
     tparams = init(key, tspec, std)
     return tspec, tparams, flatten(embed(tspec, tparams, spec))
+
+
+# ----------------------------------------------------------------------------- any model
+@dataclasses.dataclass(frozen=True, eq=False)
+class FunctionModel:
+    """Any network ``apply_fn(params, x) -> (n, d_out)`` over a parameter pytree.
+
+    The pytree is flattened once (leaves in pytree order, each raveled row-major, as
+    ``jax.flatten_util.ravel_pytree`` does, but keeping ``w``'s dtype: float64 Fisher
+    matrices of a float32 model stay float64) so every sampler and estimator sees the same flat ``w`` of length ``d`` as for an
+    :class:`MLP`. Hashable by identity: one compiled program serves every data set, beta and
+    n for the same model object. ``apply_fn`` may return (n,) for one output.
+    """
+
+    apply_fn: Callable
+    unravel_fn: Callable
+    d: int
+    d_in: int
+    d_out: int
+    name: str = "function"
+
+    def apply_flat(self, w: jax.Array, x: jax.Array) -> jax.Array:
+        z = self.apply_fn(self.unravel_fn(w), x)
+        return z[..., None] if z.ndim == x.ndim - 1 else z
+
+    def ravel(self, params) -> jax.Array:
+        return jnp.concatenate([jnp.ravel(a) for a in jax.tree_util.tree_leaves(params)])
+
+    def unravel(self, w: jax.Array):
+        return self.unravel_fn(w)
+
+
+def function_model(apply_fn: Callable, params, x, dtype=None) -> tuple[FunctionModel, jax.Array]:
+    """Wrap ``apply_fn(params, x)`` as a :class:`FunctionModel`; returns it and the flat ``params``.
+
+    Raises ``ValueError`` when a leaf of ``params`` is not a floating-point array or the output
+    is not (n,) or (n, d_out) for inputs ``x`` of shape (n, d_in)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    if not leaves:
+        raise ValueError("params holds no arrays")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
+            raise ValueError(f"params{jax.tree_util.keystr(path)} has dtype {jnp.asarray(leaf).dtype}; "
+                             "every parameter must be a floating-point array")
+    dtype = dtype or jnp.result_type(float)
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+    shapes = [jnp.shape(a) for a in jax.tree_util.tree_leaves(params)]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    flat = jnp.concatenate([jnp.ravel(a) for a in jax.tree_util.tree_leaves(params)])
+
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+
+    def unravel_fn(w):   # slices, as unflatten does: the same XLA program as an MLP's
+        return jax.tree_util.tree_unflatten(
+            treedef, [w[offsets[i]:offsets[i + 1]].reshape(sh) for i, sh in enumerate(shapes)])
+
+    x = jnp.asarray(x, dtype)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (n, d_in), got {list(x.shape)}")
+    try:
+        out = jax.eval_shape(apply_fn, params, x)
+    except Exception as exc:  # the user's function failed on its own parameters
+        raise ValueError(f"apply_fn(params, x) failed: {exc}") from None
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) not in (1, 2) or shape[0] != x.shape[0]:
+        raise ValueError(f"apply_fn(params, x) must return (n,) or (n, d_out) for x of shape "
+                         f"{list(x.shape)}, got {getattr(out, 'shape', type(out).__name__)}")
+    d_out = 1 if len(shape) == 1 else int(shape[1])
+    name = getattr(apply_fn, "__name__", "function")
+    return FunctionModel(apply_fn, unravel_fn, int(flat.shape[0]), int(x.shape[1]), d_out, name), flat

@@ -74,7 +74,15 @@ def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
                               "hidden layers); use at: trained or at: params")
         w = ctx.truth_w
         return w, {"w_star": "truth", "L_n_w_star": float(p.loss(w))}
+    if section.at == "params" and ctx.point is not None:     # a Python model's w* (slt.run)
+        w = jnp.asarray(ctx.point, p.x.dtype)
+        return w, {"w_star": "params", "L_n_w_star": float(p.loss(w))}
     if section.at == "params":
+        if p.spec is None:
+            from slt.config import ConfigError
+
+            raise ConfigError(f"{type(section).__name__.replace('Config', '').lower()}.at",
+                              "at: params with a Python model needs w_star= in slt.run")
         w = models.flatten(models.params_from_lists(p.spec, section.params)).astype(p.x.dtype)
         return w, {"w_star": "params", "L_n_w_star": float(p.loss(w))}
     if section.at == "trained":

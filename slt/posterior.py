@@ -7,8 +7,10 @@ Conventions (science.md)::
     tempered:  log p_beta(w)  = log phi(w) - n beta L_n(w)                       (+ const)
     localised: log p(w | w*)  = -nbeta L_n(w) - (gamma/2) ||w - w*||^2            (+ const)
 
+``L_n`` for the classification likelihoods is in :mod:`slt.likelihoods`.
+
 A :class:`Problem` is a pytree: its arrays (``x``, ``y``, ``noise_std``, ``prior_std``) are
-traced, its network spec is static, so one compiled program serves every data set of the
+traced, its model and likelihood are static, so one compiled program serves every data set of the
 same shape, every ``beta`` and every ``n``-dependent scalar passed as an argument.
 """
 from __future__ import annotations
@@ -19,26 +21,69 @@ import math
 import jax
 import jax.numpy as jnp
 
-from slt import models
+from slt import likelihoods, models
 from slt.data import Dataset
 
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """A model (network spec, Gaussian noise, Gaussian prior) together with its data."""
+    """A model (any network over a flat parameter vector), a likelihood, a Gaussian prior, and
+    the data.
 
-    spec: models.MLP
+    ``model`` is an :class:`slt.models.MLP` (the config's ``widths`` family) or an
+    :class:`slt.models.FunctionModel` (any ``apply_fn(params, x)``); both expose
+    ``apply_flat(w, x)``, ``d``, ``d_in``, ``d_out``, ``ravel``/``unravel``. ``likelihood`` is
+    one of :data:`slt.likelihoods.LIKELIHOODS`.
+    """
+
+    model: object
     x: jax.Array
     y: jax.Array
     noise_std: jax.Array
     prior_std: jax.Array
+    likelihood: str = "gaussian"
 
     @classmethod
-    def make(cls, spec: models.MLP, data: Dataset, noise_std: float = 1.0,
-             prior_std: float = 1.0) -> "Problem":
+    def make(cls, model, data: Dataset, noise_std: float = 1.0, prior_std: float = 1.0,
+             likelihood: str = "gaussian") -> "Problem":
+        """Validate and build: raises ``ValueError`` naming the problem when the likelihood does
+        not exist, the targets do not fit it, or the model's output does not match ``y``."""
+        import numpy as np
+
+        likelihoods.check_name(likelihood)
         dtype = jnp.result_type(float)
-        return cls(spec, jnp.asarray(data.x, dtype), jnp.asarray(data.y, dtype),
-                   jnp.asarray(noise_std, dtype), jnp.asarray(prior_std, dtype))
+        x = jnp.asarray(data.x, dtype)
+        y = np.asarray(data.y, dtype=np.float64)
+        if y.ndim == 1:
+            y = y[:, None]
+        if x.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"x must be (n, d_in) with as many rows as y; got x {list(x.shape)}, "
+                             f"y {list(y.shape)}")
+        if x.shape[1] != model.d_in:
+            raise ValueError(f"x has {x.shape[1]} columns but the model takes d_in = {model.d_in} inputs")
+        why = likelihoods.label_problem(likelihood, y, model.d_out)
+        if why:
+            raise ValueError(why)
+        width = likelihoods.target_width(likelihood, model.d_out)
+        if y.shape[1] != width:
+            raise ValueError(f"the model has d_out = {model.d_out} outputs; a {likelihood} likelihood "
+                             f"needs y of shape (n, {width}), got {list(y.shape)}")
+        return cls(model, x, jnp.asarray(y, dtype), jnp.asarray(noise_std, dtype),
+                   jnp.asarray(prior_std, dtype), likelihood)
+
+    @classmethod
+    def from_function(cls, apply_fn, params, x, y, *, likelihood: str = "gaussian",
+                      noise_std: float = 1.0, prior_std: float = 1.0) -> "Problem":
+        """Any JAX network ``apply_fn(params, x) -> (n, d_out)`` (a plain function, a Flax
+        module's ``apply``, an Equinox module's partition) with its data. ``params`` fixes the
+        parameter pytree's structure (its values are only an example)."""
+        model, _ = models.function_model(apply_fn, params, x)
+        return cls.make(model, Dataset(x, y), noise_std, prior_std, likelihood)
+
+    @property
+    def spec(self):
+        """The :class:`slt.models.MLP` spec, or None for any other model."""
+        return self.model if isinstance(self.model, models.MLP) else None
 
     @property
     def n(self) -> int:
@@ -46,15 +91,29 @@ class Problem:
 
     @property
     def d(self) -> int:
-        return models.num_params(self.spec)
+        return int(self.model.d)
+
+    def ravel(self, params) -> jax.Array:
+        """The flat parameter vector of a parameter pytree (the samplers' ``w``)."""
+        return jnp.asarray(self.model.ravel(params), self.x.dtype)
+
+    def unravel(self, w: jax.Array):
+        return self.model.unravel(w)
 
     # -- densities on the flat parameter vector ---------------------------------------
     def predict(self, w: jax.Array, x: jax.Array | None = None) -> jax.Array:
-        return models.apply_flat(self.spec, w, self.x if x is None else x)
+        return self.model.apply_flat(w, self.x if x is None else x)
 
     def loss(self, w: jax.Array) -> jax.Array:
         """L_n(w), the per-sample negative log likelihood, constant included."""
-        return empirical_loss(self.spec, w, self.x, self.y, self.noise_std)
+        return self.loss_on(w, self.x, self.y)
+
+    def loss_on(self, w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+        """L_n(w) on other data of the same kind (a minibatch, a subset)."""
+        return likelihoods.mean_nll(self.likelihood, self.model.apply_flat(w, x), y, self.noise_std)
+
+    def with_data(self, x: jax.Array, y: jax.Array) -> "Problem":
+        return dataclasses.replace(self, x=x, y=y)
 
     def log_prior(self, w: jax.Array) -> jax.Array:
         s2 = self.prior_std ** 2
@@ -71,16 +130,13 @@ class Problem:
 
 
 jax.tree_util.register_dataclass(Problem, data_fields=["x", "y", "noise_std", "prior_std"],
-                                 meta_fields=["spec"])
+                                 meta_fields=["model", "likelihood"])
 
 
-def empirical_loss(spec: models.MLP, w: jax.Array, x: jax.Array, y: jax.Array,
-                   noise_std: jax.Array | float = 1.0) -> jax.Array:
-    """``L_n(w)`` for flat parameters ``w`` (science.md; the Gaussian constant included)."""
-    resid = y - models.apply_flat(spec, w, x)
-    s2 = noise_std ** 2
-    return (0.5 * y.shape[-1] * jnp.log(2 * jnp.pi * s2)
-            + 0.5 * jnp.mean(jnp.sum(resid ** 2, axis=-1)) / s2)
+def empirical_loss(spec, w: jax.Array, x: jax.Array, y: jax.Array,
+                   noise_std: jax.Array | float = 1.0, likelihood: str = "gaussian") -> jax.Array:
+    """``L_n(w)`` for flat parameters ``w`` of any model (science.md; constants included)."""
+    return likelihoods.mean_nll(likelihood, spec.apply_flat(w, x), y, noise_std)
 
 
 def resolve_beta(beta: float | str, n: int) -> float:
@@ -121,16 +177,22 @@ jax.tree_util.register_dataclass(LinearStats, data_fields=["basis", "b_ls", "s_h
                                  meta_fields=["spec"])
 
 
-def is_linear(spec: models.MLP) -> bool:
-    return spec.activation == "identity" or spec.num_layers == 1
+def is_linear(spec) -> bool:
+    """An :class:`MLP` that is affine in x (identity activations, or no hidden layer)."""
+    return isinstance(spec, models.MLP) and (spec.activation == "identity" or spec.num_layers == 1)
+
+
+def has_linear_stats(problem: "Problem") -> bool:
+    """Whether :func:`linear_stats` applies: a Gaussian likelihood on an affine network."""
+    return problem.likelihood == "gaussian" and is_linear(problem.model)
 
 
 def linear_stats(problem: Problem) -> LinearStats:
     """:class:`LinearStats` of a problem whose network is linear (float64 on the host)."""
     import numpy as np
 
-    if not is_linear(problem.spec):
-        raise ValueError("linear_stats: the network must have identity activations")
+    if not has_linear_stats(problem):
+        raise ValueError("linear_stats: needs a Gaussian likelihood and identity activations")
     x = np.asarray(problem.x, np.float64)
     y = np.asarray(problem.y, np.float64)
     n, d_in = x.shape

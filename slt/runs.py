@@ -47,6 +47,7 @@ class Context:
     root_key: Any = None
     warnings: list = dataclasses.field(default_factory=list)
     posterior: Any = None             # (draws, beta, init info) once a stage sampled the posterior
+    point: Any = None                 # a Python model's w* (flat) for llc/fisher at: params
 
     def key(self, name: str):
         """A named, reproducible subkey: ``fold_in(root, crc32(name))``."""
@@ -73,20 +74,23 @@ def set_precision(precision: str) -> None:
     jax.config.update("jax_enable_x64", precision == "float64")
 
 
-def build_context(cfg: Config) -> Context:
-    """Make the data (or load it) and the posterior problem for a validated config."""
+def build_context(cfg: Config, problem=None) -> Context:
+    """Make the data (or load it) and the posterior problem for a validated config; or, for a
+    config of a Python model (``cfg.external_model``), take the given ``problem`` as it is."""
     import jax
-    import jax.numpy as jnp
 
     from slt import data as data_mod
-    from slt import models
+    from slt import likelihoods, models
     from slt.posterior import Problem
 
     set_precision(cfg.precision)
     root = jax.random.key(cfg.seed)
+    ctx = Context(config=cfg, problem=None, root_key=root)
+    if cfg.external_model is not None:
+        ctx.problem = problem
+        return ctx
     m = cfg.model
     spec = models.make_mlp(m.widths, m.activation, m.bias)
-    ctx = Context(config=cfg, problem=None, root_key=root)
     if cfg.truth is not None:
         t = cfg.truth
         tspec = models.make_mlp(t.widths or m.widths, t.activation or m.activation,
@@ -103,21 +107,20 @@ def build_context(cfg: Config) -> Context:
     data_key = jax.random.key(cfg.data.seed) if cfg.data.seed is not None else ctx.key("data")
     if cfg.data.file is not None:
         try:
-            dataset = data_mod.load(Path(cfg.base_dir) / cfg.data.file, spec.d_in, spec.d_out, cfg.data.n)
+            dataset = data_mod.load(Path(cfg.base_dir) / cfg.data.file, spec.d_in, spec.d_out, cfg.data.n,
+                                    likelihood=m.likelihood)
         except data_mod.DataFileError as exc:
             raise ConfigError("data.file", str(exc)) from None
     else:
         x = cfg.data.x
         noise = m.noise_std if cfg.data.noise_std is None else cfg.data.noise_std
         dataset = data_mod.synthesize(data_key, ctx.truth_spec, ctx.truth_params, cfg.data.n, noise,
-                                      dist=x.dist, low=x.low, high=x.high, std=x.std)
-    ctx.problem = Problem.make(spec, dataset, m.noise_std, m.prior_std)
+                                      dist=x.dist, low=x.low, high=x.high, std=x.std,
+                                      likelihood=m.likelihood)
+    ctx.problem = Problem.make(spec, dataset, m.noise_std, m.prior_std, m.likelihood)
     if ctx.truth_spec is not None:
         pred = models.apply(ctx.truth_spec, ctx.truth_params, ctx.problem.x)
-        resid = ctx.problem.y - pred
-        s2 = m.noise_std ** 2
-        ctx.truth_loss = float(0.5 * spec.d_out * math.log(2 * math.pi * s2)
-                               + 0.5 * jnp.mean(jnp.sum(resid ** 2, -1)) / s2)
+        ctx.truth_loss = float(likelihoods.mean_nll(m.likelihood, pred, ctx.problem.y, ctx.problem.noise_std))
     return ctx
 
 
@@ -131,7 +134,7 @@ def check_data_file(cfg: Config, n: int | None = None) -> None:
 
     d_in, d_out = cfg.model.widths[0], cfg.model.widths[-1]
     try:
-        data_mod.load(Path(cfg.base_dir) / cfg.data.file, d_in, d_out, n)
+        data_mod.load(Path(cfg.base_dir) / cfg.data.file, d_in, d_out, n, likelihood=cfg.model.likelihood)
     except data_mod.DataFileError as exc:
         raise ConfigError("data.file", str(exc)) from None
 
@@ -319,17 +322,21 @@ def default_stages(cfg: Config) -> list[str]:
 
 
 def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | None = None,
-            exact_dir: bool = False, log: Callable[[str], None] | None = None) -> Path:
+            exact_dir: bool = False, log: Callable[[str], None] | None = None, problem=None,
+            point=None) -> Path:
     """Run the stages of a validated config and write a complete run directory.
 
     ``out_dir`` is the parent of the run directory (default ``cfg.output.dir``); with
     ``exact_dir`` it is the run directory itself (used by sweeps, which own their points).
-    Returns the run directory.
+    ``problem``: the :class:`slt.posterior.Problem` of a config made for a Python model
+    (``cfg.external_model``; see :func:`slt.api.run`) and ``point`` its flat ``w*`` for
+    ``at: params``. Returns the run directory.
     """
     log = log or (lambda s: None)
     t0 = time.perf_counter()
     stages = stages or default_stages(cfg)
-    ctx = build_context(cfg)                  # may raise ConfigError (e.g. data file) before any dir
+    ctx = build_context(cfg, problem)
+    ctx.point = point                 # may raise ConfigError (e.g. data file) before any dir
     modules = {s: importlib.import_module(STAGE_MODULES[s]) for s in stages}
     if exact_dir:
         run_dir = Path(out_dir)
@@ -348,6 +355,7 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
 
     summary: dict = {
         "complete": False, "name": cfg.name, "n": ctx.problem.n, "d": ctx.problem.d, "seed": cfg.seed,
+        "model": cfg.external_model or "mlp", "likelihood": ctx.problem.likelihood,
         "beta": None, "stages": stages,
         "loss": {"L_n_truth": ctx.truth_loss, "E_L_n": None, "E_nL_n": None,
                  "nL_n_truth": None if ctx.truth_loss is None else ctx.problem.n * ctx.truth_loss},

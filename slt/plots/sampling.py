@@ -76,14 +76,17 @@ def posterior_predictive(x: np.ndarray, y: np.ndarray, predictions: np.ndarray, 
 
 
 def predictive_surface(grid: np.ndarray, predictions: np.ndarray, truth: np.ndarray | None,
-                       x: np.ndarray, *, title: str = ""):
-    """For 2-D inputs: truth, posterior mean and posterior sd of f(x, w) over the input plane.
+                       x: np.ndarray, *, title: str = "", quantity: str = "f(x, w)", labels=None):
+    """For 2-D inputs: truth, posterior mean and posterior sd of ``quantity`` (f(x, w), or a
+    class probability) over the input plane.
 
-    ``grid`` (g, g, 2); ``predictions`` (draws, g, g) of the first output; ``truth`` (g, g).
+    ``grid`` (g, g, 2); ``predictions`` (draws, g, g) of the first output; ``truth`` (g, g);
+    ``labels`` (n,) class labels of the data inputs (classification: points coloured by class).
     """
     mean, sd = predictions.mean(axis=0), predictions.std(axis=0)
-    panels = ([("truth f(x, w0)", truth)] if truth is not None else []) + [
-        ("posterior mean E[f(x, w)]", mean), ("posterior sd of f(x, w)", sd)]
+    q0 = quantity.replace("w)", "w0)")
+    panels = ([(f"truth {q0}", truth)] if truth is not None else []) + [
+        (f"posterior mean E[{quantity}]", mean), (f"posterior sd of {quantity}", sd)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
     vmin = min(np.min(p) for _, p in panels[:-1])
     vmax = max(np.max(p) for _, p in panels[:-1])
@@ -96,7 +99,13 @@ def predictive_surface(grid: np.ndarray, predictions: np.ndarray, truth: np.ndar
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("$x_1$")
         ax.set_ylabel("$x_2$")
-    axes[0, -1].scatter(x[:, 0], x[:, 1], s=1, color="w", alpha=0.3, label="data inputs")
+    if labels is None:
+        axes[0, -1].scatter(x[:, 0], x[:, 1], s=1, color="w", alpha=0.3, label="data inputs")
+    else:
+        labels = np.asarray(labels).ravel()
+        for k, colour in zip(np.unique(labels)[:8], ("w", "c", "y", "m", "g", "r", "b", "k")):
+            sel = labels == k
+            axes[0, -1].scatter(x[sel, 0], x[sel, 1], s=2, color=colour, alpha=0.5, label=f"y = {k:g}")
     axes[0, -1].legend(fontsize=7, loc="upper right")
     fig.suptitle(title or "posterior predictive")
     fig.tight_layout()

@@ -16,7 +16,7 @@ from slt.runs import Context, StageOutput
 
 def _population_inputs(ctx: Context, num: int):
     x = ctx.config.data.x
-    return data_mod.sample_inputs(ctx.key("fisher_population"), num, ctx.problem.spec.d_in,
+    return data_mod.sample_inputs(ctx.key("fisher_population"), num, ctx.problem.model.d_in,
                                   dist=x.dist, low=x.low, high=x.high, std=x.std)
 
 
@@ -29,7 +29,7 @@ def _check_gap(ctx: Context, s: fisher_mod.Spectrum, where: str) -> None:
 
 def run(ctx: Context) -> StageOutput:
     cfg, p = ctx.config.fisher, ctx.problem
-    spec = p.spec
+    spec, lik = p.model, p.likelihood
     noise = float(p.noise_std)
     t0 = time.perf_counter()
     figures, summary = {}, {}
@@ -39,7 +39,7 @@ def run(ctx: Context) -> StageOutput:
         from slt.optimize import resolve_point
 
         w, info = resolve_point(ctx, cfg)
-        res = fisher_mod.fisher(spec, w, p.x, noise, cfg.rtol)
+        res = fisher_mod.fisher(spec, w, p.x, noise, cfg.rtol, likelihood=lik)
         _check_gap(ctx, res.spectrum, "empirical")
         summary = {**fisher_mod.summary_dict(res), "at": cfg.at, **info,
                    "w": np.asarray(w).tolist()}
@@ -52,7 +52,7 @@ def run(ctx: Context) -> StageOutput:
                   f"gap {res.spectrum.gap_at_tolerance:.1e}")
         if cfg.population:
             xp = _population_inputs(ctx, cfg.population_n)
-            pop = fisher_mod.fisher(spec, w, xp, noise, cfg.rtol)
+            pop = fisher_mod.fisher(spec, w, xp, noise, cfg.rtol, likelihood=lik)
             _check_gap(ctx, pop.spectrum, "population")
             summary["population"] = fisher_mod.summary_dict(pop)
     return StageOutput(summary={"fisher": summary}, figures=figures,
@@ -72,7 +72,8 @@ def _posterior(ctx: Context, figures: dict) -> dict:
     if not np.isfinite(draws).all():
         ctx.warn("fisher: non-finite posterior draws; Fisher estimate withheld")
         return {"at": "posterior", "rank": None}
-    pf = fisher_mod.posterior_fisher(p.spec, draws, p.x, float(p.noise_std), cfg.rtol)
+    pf = fisher_mod.posterior_fisher(p.model, draws, p.x, float(p.noise_std), cfg.rtol,
+                                     likelihood=p.likelihood)
     s = pf.mean_spectrum
     out = {"at": "posterior", "beta": beta, "num_draws": int(draws.shape[0]),
            "rank": s.rank, "nullity": s.nullity, "d": p.d, "eigenvalues": s.eigenvalues.tolist(),
@@ -90,7 +91,7 @@ def _posterior(ctx: Context, figures: dict) -> dict:
         if nodes_fig is not None:
             figures["posterior_nodes"] = nodes_fig
     spec = p.spec
-    if spec.num_layers == 2 and spec.d_in == 2 and spec.activation == "relu":
+    if spec is not None and spec.num_layers == 2 and spec.d_in == 2 and spec.activation == "relu":
         from slt import symmetry
 
         wc = symmetry.canonicalise(spec, symmetry.normalise(spec, jax.numpy.asarray(flat)),

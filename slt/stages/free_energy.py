@@ -60,11 +60,11 @@ def run(ctx: Context) -> StageOutput:
     sampling_s = time.perf_counter() - t0
     nL = n * np.asarray(res.loss, np.float64)
     nL_truth = None if ctx.truth_loss is None else n * ctx.truth_loss
-    m = cfg.model
-    exact_ok = fe.is_linear_regression(m.widths, m.activation, m.bias)
+    sig, s = float(p.noise_std), float(p.prior_std)
+    exact_ok = fe.has_closed_form(p)
     x_np, y_np = np.asarray(p.x, np.float64), np.asarray(p.y, np.float64)
-    exact = fe.linear_gaussian_free_energy(x_np, y_np, m.noise_std, m.prior_std) if exact_ok else None
-    exact_E = fe.linear_gaussian_E_nL_n(x_np, y_np, betas, m.noise_std, m.prior_std) if exact_ok else None
+    exact = fe.linear_gaussian_free_energy(x_np, y_np, sig, s) if exact_ok else None
+    exact_E = fe.linear_gaussian_E_nL_n(x_np, y_np, betas, sig, s) if exact_ok else None
 
     if not np.isfinite(nL).all():
         bad = int((~np.isfinite(nL)).sum())
@@ -81,7 +81,7 @@ def run(ctx: Context) -> StageOutput:
     ss = fe.stepping_stone(betas[i_grid], nL[i_grid])
     wb = fe.wbic(n, nL[i_star])
     slope = fe.beta_slope(betas[i_win], means.mean[i_win], means.mcse[i_win])
-    exact_slope = (fe.linear_gaussian_beta_slope(x_np, y_np, betas[i_win], m.noise_std, m.prior_std)
+    exact_slope = (fe.linear_gaussian_beta_slope(x_np, y_np, betas[i_win], sig, s)
                    if exact_ok else None)
     if ti.quadrature_error > ti.mc_stderr:
         ctx.warn(f"free_energy: TI quadrature error {ti.quadrature_error:.3g} exceeds its Monte Carlo error "

@@ -56,7 +56,7 @@ def exact_lambda(ctx: Context) -> dict:
     from slt import exact
 
     spec = ctx.problem.spec
-    if spec.activation != "identity" or spec.bias or ctx.truth_params is None:
+    if spec is None or spec.activation != "identity" or spec.bias or ctx.truth_params is None:
         return {}
     prod = None
     for layer in ctx.truth_params:

@@ -135,9 +135,10 @@ def run(ctx: Context) -> StageOutput:
         if ctx.truth_spec is not None:
             from slt import models
             truth_pred = np.asarray(models.apply(ctx.truth_spec, ctx.truth_params, p.x))
-        figures["posterior_predictive"] = plots.posterior_predictive(
-            np.asarray(p.x), np.asarray(p.y), preds, truth=truth_pred, title=title)
-        if p.spec.d_in == 2:
+        if p.likelihood == "gaussian":   # data against f(x, w); for labels: the surface below
+            figures["posterior_predictive"] = plots.posterior_predictive(
+                np.asarray(p.x), np.asarray(p.y), preds, truth=truth_pred, title=title)
+        if p.model.d_in == 2:
             figures["predictive_surface"] = _surface(ctx, draws[idx], title)
         nodes = posterior_nodes_figure(ctx, res.positions, beta)
         if nodes is not None:
@@ -170,7 +171,7 @@ def posterior_nodes_figure(ctx: Context, positions, beta: float):
 
     p = ctx.problem
     spec = p.spec
-    if spec.num_layers != 2 or spec.activation not in ("relu", "tanh") or spec.d_out != 1:
+    if spec is None or spec.num_layers != 2 or spec.activation not in ("relu", "tanh") or spec.d_out != 1:
         return None
     flat = np.asarray(positions).reshape(-1, p.d)
     idx = np.linspace(0, len(flat) - 1, min(PICTURE_DRAWS, len(flat))).astype(int)
@@ -233,11 +234,23 @@ def _surface(ctx: Context, draws: np.ndarray, title: str):
     axes = [np.linspace(x[:, i].min(), x[:, i].max(), g) for i in range(2)]
     grid = np.stack(np.meshgrid(*axes), axis=-1)
     flat = jnp.asarray(grid.reshape(-1, 2), p.x.dtype)
-    preds = np.asarray(jax.vmap(lambda w: p.predict(w, flat)[:, 0])(jnp.asarray(draws))).reshape(-1, g, g)
+    link, quantity = _link(p)
+    preds = np.asarray(jax.vmap(lambda w: link(p.predict(w, flat)))(jnp.asarray(draws))).reshape(-1, g, g)
     truth = None
     if ctx.truth_spec is not None:
-        truth = np.asarray(models.apply(ctx.truth_spec, ctx.truth_params, flat)[:, 0]).reshape(g, g)
-    return plots.predictive_surface(grid, preds, truth, x, title=title)
+        truth = np.asarray(link(models.apply(ctx.truth_spec, ctx.truth_params, flat))).reshape(g, g)
+    return plots.predictive_surface(grid, preds, truth, x, title=title, quantity=quantity,
+                                    labels=None if p.likelihood == "gaussian" else np.asarray(p.y)[:, 0])
+
+
+def _link(p):
+    """What the surface shows: f itself (gaussian), P(y = 1 | x) (bernoulli), or the
+    probability of class 1 (categorical)."""
+    if p.likelihood == "bernoulli":
+        return (lambda z: jax.nn.sigmoid(z[:, 0])), "P(y=1 | x, w)"
+    if p.likelihood == "categorical":
+        return (lambda z: jax.nn.softmax(z, axis=-1)[:, 1]), "P(y=1 | x, w)"
+    return (lambda z: z[:, 0]), "f(x, w)"
 
 
 def to_inference_data(res: samplers.SampleResult, outputs: np.ndarray, x_fixed: np.ndarray,
