@@ -35,6 +35,7 @@ REPO = EXPERIMENTS.parent
 SMALL = {
     "free_energy_vs_n": {"SLT_SMALL": "1", "SLT_OUT": "runs", "SLT_FIGURES": "figures"},
     "phase_transition": {"SLT_PHASE_ARGS": "--small --out figures"},
+    "xor": {"SLT_SMALL": "1", "SLT_OUT": "runs", "SLT_FIGURES": "figures"},
 }
 KERNEL_ENV = {"SLT_REPO": str(REPO), "SLT_NO_COMPILATION_CACHE": "1", "CI": "1",
               # numpyro imports tqdm.auto, which warns (naming its install path) without ipywidgets
