@@ -23,7 +23,7 @@ O(K^2).
 Ladder adaptation (Syed et al., Algorithm 4): warmup runs rounds of doubling length; each
 round estimates every neighbouring pair's rejection rate ``r_k = 1 - E[alpha_{k,k+1}]``
 (Rao-Blackwellised: ``alpha`` of every pair at every swap event, proposed or not), builds the
-cumulative communication barrier ``Lambda(beta_k) = sum_{j<k} r_j`` (piecewise linear in beta)
+cumulative communication barrier ``Lambda(beta_k) = sum_{j<k} r_j`` (piecewise linear in log beta)
 and re-places the betas at equal ``Lambda`` spacing, so every pair ends with about the same
 rejection rate ``Lambda / (K - 1)``. Each round end also sets each level's diagonal mass from
 its round's positions (Stan's regularised variance) and restarts its dual averaging; a final
@@ -97,14 +97,19 @@ def equal_barrier_ladder(betas: jax.Array, rejection: jax.Array) -> jax.Array:
     """Re-place ``betas`` (K,) at equal spacing of the communication barrier.
 
     ``Lambda(beta_k) = sum_{j<k} r_j`` with ``r_j`` the rejection rate of pair (j, j+1),
-    interpolated linearly in beta between the current levels (Syed et al. 2022, Sec. 5.1); the
-    new ``beta_m = Lambda^{-1}(m Lambda_total / (K - 1))``. The end points are kept. A tiny floor
-    on ``r`` keeps ``Lambda`` strictly increasing (pairs that never reject get spread evenly)."""
+    interpolated linearly in ``log(beta + c)`` between the current levels (Syed et al. 2022,
+    Sec. 5.1, interpolate in beta; the log makes one round exact for a power-law barrier, where
+    the optimal ladder is geometric, and converges from a linear start in a few rounds where
+    linear interpolation does not); ``c = 0`` when ``beta_min > 0``, else ``beta_{K-2} / 10`` (near
+    the prior the barrier grows linearly in beta). The new ``beta_m = Lambda^{-1}(m Lambda / (K-1))``;
+    the end points are kept. The interpolation changes only the speed of convergence, not the
+    fixed point (equal rates). A floor ``1e-4`` on ``r`` keeps ``Lambda`` strictly increasing."""
     k = betas.shape[0]
     r = jnp.clip(jnp.where(jnp.isfinite(rejection), rejection, 1.0), 1e-4, 1.0)
     lam = jnp.concatenate([jnp.zeros((1,), betas.dtype), jnp.cumsum(r)])
     targets = lam[-1] * jnp.arange(k, dtype=betas.dtype) / (k - 1)
-    new = jnp.interp(targets, lam, betas)
+    c = jnp.where(betas[-1] > 0, 0.0, 0.1 * betas[-2])
+    new = jnp.exp(jnp.interp(targets, lam, jnp.log(betas + c))) - c
     return new.at[0].set(betas[0]).at[-1].set(betas[-1])
 
 
