@@ -333,7 +333,14 @@ def _problem_loss(w, problem):
 
 def sample_problem(key: jax.Array, problem, init_positions, **kwargs) -> ReplicaResult:
     """:func:`sample` on a :class:`slt.posterior.Problem` (its ``log_prior``, ``loss`` and ``n``);
-    ``beta_max`` is the target beta (default 1)."""
+    ``beta_max`` is the target beta (default 1); the default initial step per level is
+    ``0.5 s / sqrt(1 + n beta s^2)`` (:func:`slt.tempered.initial_step_size`)."""
+    if kwargs.get("step_size") is None:
+        betas = kwargs.get("betas")
+        if betas is None:
+            betas = initial_ladder(kwargs.get("num_temperatures", 8), kwargs.get("beta_min", 1e-3),
+                                   kwargs.get("beta_max", 1.0))
+        kwargs["step_size"] = np.asarray(tempered.initial_step_size(problem, np.asarray(betas, float)))
     return sample(key, _problem_log_prior, _problem_loss, jnp.asarray(init_positions, problem.x.dtype),
                   problem.n, problem, **kwargs)
 
@@ -341,3 +348,26 @@ def sample_problem(key: jax.Array, problem, init_positions, **kwargs) -> Replica
 def valid_chains(res: ReplicaResult) -> np.ndarray:
     """Indices of the chains whose every level stayed finite (estimates use only these)."""
     return np.flatnonzero(res.valid)
+
+
+def to_sample_result(res: ReplicaResult, chains=None):
+    """The target level's draws as a :class:`slt.samplers.SampleResult` (for the diagnostics,
+    ArviZ and figures downstream), keeping ``res`` in its ``replica`` field; ``chains`` selects
+    chains (e.g. :func:`valid_chains`)."""
+    from slt.samplers import SampleResult
+
+    c = np.arange(len(res.valid)) if chains is None else np.asarray(chains)
+    return SampleResult(positions=res.positions[c], loss=res.loss[c], diverging=res.diverging[c],
+                        accept_prob=res.accept_prob[c],
+                        num_steps=np.full(res.loss[c].shape, res.num_steps),
+                        step_size=res.step_size[c, 0], warmup_loss=res.warmup_loss[c], replica=res)
+
+
+def summary(res: ReplicaResult, swap_interval: int) -> dict:
+    """summary.json's ``replica`` entry: the final ladders, swap rates and round trips per chain."""
+    return {"num_temperatures": int(res.betas.shape[1]), "swap_interval": int(swap_interval),
+            "betas": [[float(b) for b in row] for row in res.betas],
+            "swap_accept": [[float(a) for a in row] for row in res.swap_accept],
+            "round_trips": [int(t) for t in res.round_trips],
+            "nan_count": [int(v) for v in res.nan_count],
+            "step_size": [[float(e) for e in row] for row in res.step_size]}

@@ -40,6 +40,7 @@ class SampleResult(NamedTuple):
     num_steps: np.ndarray      # (chains, draws)     leapfrog steps per transition
     step_size: np.ndarray      # (chains,)               adapted step size
     warmup_loss: np.ndarray    # (chains, num_warmup) L_n during warmup (for trace plots)
+    replica: object = None     # slt.replica.ReplicaResult when sampled by replica exchange
 
 
 def _potential_fn_gen(problem: Problem, beta):

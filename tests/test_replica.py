@@ -134,3 +134,48 @@ def test_warmup_rounds_double_and_fit_the_warmup():
     assert len(ends) == 4 and ends[-1] == 750
     assert all(lengths[i + 1] >= 2 * lengths[i] for i in range(3))
     assert replica.warmup_rounds(12, 4) == ()       # too short to adapt a ladder
+
+
+def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp_path):
+    import json
+    import warnings
+
+    from slt import cli
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
+    path = tiny_config(sampler__method="replica", sampler__num_temperatures=4, sampler__beta_min=0.01,
+                       sampler__num_steps=4, sampler__init="prior", sampler__num_warmup=60)
+    out = tmp_path / "runs"
+    assert cli.main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "tiny" / "summary.json").read_text())
+    diag = summary["diagnostics"]
+    rep = diag["replica"]
+    assert diag["sampler"] == "replica" and rep["num_temperatures"] == 4
+    assert len(rep["round_trips"]) == 2 and len(rep["swap_accept"][0]) == 3
+    assert rep["betas"][0][0] == 1.0 and rep["betas"][0][-1] == pytest.approx(0.01)
+    assert all(0 <= a <= 1 for row in rep["swap_accept"] for a in row)
+    assert np.isfinite(summary["loss"]["E_L_n"]) and np.isfinite(diag["rhat_loss"])
+    idata = az.from_netcdf(str(out / "tiny" / "posterior.nc"))
+    assert idata.posterior["w"].shape == (2, 50, 9)
+
+
+@pytest.mark.parametrize("overrides, key, words", [
+    ({"sampler__num_temperatures": 1}, "sampler.num_temperatures", ">= 2"),
+    ({"sampler__beta_min": 1.0}, "sampler.beta_min", "[0, 1)"),
+    ({"sampler__beta_min": -0.5}, "sampler.beta_min", "[0, 1)"),
+    ({"sampler__beta": 0.5, "sampler__beta_min": 0.6}, "sampler.beta_min", "below sampler.beta"),
+    ({"sampler__beta": "wbic", "sampler__beta_min": 0.3}, "sampler.beta_min", "below sampler.beta"),
+    ({"sampler__swap_interval": 0}, "sampler.swap_interval", ">= 1"),
+    ({"sampler__thinning": 2}, "sampler.thinning", "must be 1"),
+])
+def test_bad_replica_config_exits_2_naming_the_key(tiny_config, tmp_path, capsys, overrides, key, words):
+    from slt import cli
+
+    path = tiny_config(sampler__method="replica", **overrides)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(path), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and words in lines[0], lines
+    assert not out.exists()
