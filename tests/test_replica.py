@@ -146,7 +146,8 @@ def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp
         warnings.simplefilter("ignore", FutureWarning)
         import arviz as az
     path = tiny_config(sampler__method="replica", sampler__num_temperatures=4, sampler__beta_min=0.01,
-                       sampler__num_steps=4, sampler__init="prior", sampler__num_warmup=60)
+                       sampler__num_steps=4, sampler__init="prior", sampler__num_warmup=60,
+                       sampler__swap_interval=40)   # one swap event while sampling: no round trip
     out = tmp_path / "runs"
     assert cli.main(["run", str(path), "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "tiny" / "summary.json").read_text())
@@ -156,6 +157,8 @@ def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp
     assert len(rep["round_trips"]) == 2 and len(rep["swap_accept"][0]) == 3
     assert rep["betas"][0][0] == 1.0 and rep["betas"][0][-1] == pytest.approx(0.01)
     assert all(0 <= a <= 1 for row in rep["swap_accept"] for a in row)
+    assert rep["round_trips"] == [0, 0] and rep["swap_interval"] == 40
+    assert any("never made a round trip" in w for w in diag["warnings"]), diag["warnings"]
     assert np.isfinite(summary["loss"]["E_L_n"]) and np.isfinite(diag["rhat_loss"])
     idata = az.from_netcdf(str(out / "tiny" / "posterior.nc"))
     assert idata.posterior["w"].shape == (2, 50, 9)
