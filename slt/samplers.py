@@ -132,6 +132,8 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
 
     Returns: :class:`SampleResult` with axes (chains, draws).
     """
+    if method not in ("nuts", "hmc"):
+        raise ValueError(f"method must be 'nuts' or 'hmc' (replica exchange is slt.replica.sample), got {method!r}")
     init_positions = jnp.asarray(init_positions, problem.x.dtype)
     num_chains = init_positions.shape[0]
     beta = jnp.asarray(beta, problem.x.dtype)
