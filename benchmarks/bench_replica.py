@@ -63,6 +63,34 @@ def measure(method: str, seed: int, args) -> dict:
             "ok": bool(rhat <= 1.01 and ess >= 400), **extra}
 
 
+def gradients_per_transition(row: dict) -> float:
+    """Gradient evaluations per chain per kept draw: NUTS's mean leapfrog steps; replica's
+    K x num_steps plus K re-evaluations after each swap event (swap_interval 1)."""
+    if row["method"] == "nuts":
+        return row["mean_num_steps"]
+    return row["num_temperatures"] * (row["num_steps"] + 1)
+
+
+def table(path: str) -> str:
+    """A markdown table of one JSON-lines results file."""
+    rows = [json.loads(line) for line in open(path)]
+    out = ["| method | seed | R-hat(L_n) | ESS(L_n) | ok | wall s | ESS/s | grads/draw | ESS per 1e4 grads | "
+           "round trips | min swap rate | load |", "|" + " --- |" * 12]
+    for r in rows:
+        g = gradients_per_transition(r)
+        total = g * r["chains"] * 2000          # warmup 1000 + draws 1000 per chain
+        out.append(f"| {r['method']} | {r['seed']} | {r['rhat_L_n']:.4f} | {r['ess_L_n']:.0f} | "
+                   f"{'yes' if r['ok'] else '**no**'} | {r['wall_s']:.1f} | {r['ess_per_s']:.1f} | {g:.0f} | "
+                   f"{1e4 * r['ess_L_n'] / total:.1f} | {r.get('round_trips', '')} | "
+                   f"{format(min(r['swap_accept_mean']), '.2f') if 'swap_accept_mean' in r else ''} | {r['load']:.1f} |")
+    for m in sorted({r["method"] for r in rows}):
+        sel = [r for r in rows if r["method"] == m]
+        out.append(f"\n{m}: {sum(r['ok'] for r in sel)}/{len(sel)} seeds meet R-hat <= 1.01 and ESS >= 400; "
+                   f"median ESS {np.median([r['ess_L_n'] for r in sel]):.0f}, median ESS/s "
+                   f"{np.median([r['ess_per_s'] for r in sel]):.1f}, median wall {np.median([r['wall_s'] for r in sel]):.1f} s")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
@@ -74,7 +102,11 @@ def main(argv=None):
     ap.add_argument("--swap-interval", type=int, default=1)
     ap.add_argument("--warm", action="store_true", help="time a second (compiled) run")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
+    ap.add_argument("--table", default=None, help="print the markdown table of this results file and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
     for seed in args.seeds:
         for method in args.methods:
             row = measure(method, seed, args)
