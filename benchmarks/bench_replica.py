@@ -71,6 +71,12 @@ def gradients_per_transition(row: dict) -> float:
     return row["num_temperatures"] * (row["num_steps"] + 1)
 
 
+def label(row: dict) -> str:
+    if row["method"] == "nuts":
+        return "nuts"
+    return f"replica K={row['num_temperatures']}, {row['num_steps']} steps, beta_min {row['beta_min']:g}"
+
+
 def table(path: str) -> str:
     """A markdown table of one JSON-lines results file."""
     rows = [json.loads(line) for line in open(path)]
@@ -79,12 +85,12 @@ def table(path: str) -> str:
     for r in rows:
         g = gradients_per_transition(r)
         total = g * r["chains"] * 2000          # warmup 1000 + draws 1000 per chain
-        out.append(f"| {r['method']} | {r['seed']} | {r['rhat_L_n']:.4f} | {r['ess_L_n']:.0f} | "
+        out.append(f"| {label(r)} | {r['seed']} | {r['rhat_L_n']:.4f} | {r['ess_L_n']:.0f} | "
                    f"{'yes' if r['ok'] else '**no**'} | {r['wall_s']:.1f} | {r['ess_per_s']:.1f} | {g:.0f} | "
                    f"{1e4 * r['ess_L_n'] / total:.1f} | {r.get('round_trips', '')} | "
                    f"{format(min(r['swap_accept_mean']), '.2f') if 'swap_accept_mean' in r else ''} | {r['load']:.1f} |")
-    for m in sorted({r["method"] for r in rows}):
-        sel = [r for r in rows if r["method"] == m]
+    for m in sorted({label(r) for r in rows}):
+        sel = [r for r in rows if label(r) == m]
         out.append(f"\n{m}: {sum(r['ok'] for r in sel)}/{len(sel)} seeds meet R-hat <= 1.01 and ESS >= 400; "
                    f"median ESS {np.median([r['ess_L_n'] for r in sel]):.0f}, median ESS/s "
                    f"{np.median([r['ess_per_s'] for r in sel]):.1f}, median wall {np.median([r['wall_s'] for r in sel]):.1f} s")
