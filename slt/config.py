@@ -111,9 +111,10 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    method: str = _field("nuts", choices=("nuts", "hmc", "replica"),
-                         doc="numpyro NUTS/HMC, or replica exchange (parallel tempering: every chain a "
-                             "ladder of num_temperatures betas, fixed-length HMC at each)")
+    method: str = _field("replica", choices=("nuts", "hmc", "replica"),
+                         doc="replica exchange (parallel tempering: every chain a ladder of "
+                             "num_temperatures betas, fixed-length HMC at each; crosses between "
+                             "modes), or numpyro NUTS/HMC (faster where the posterior has one mode)")
     num_chains: int = _field(4, check=at_least(1), doc="chains (vectorised, sharded over devices)")
     num_warmup: int = _field(500, check=non_negative, doc="adaptation iterations (discarded)")
     num_samples: int = _field(1000, check=at_least(1), doc="draws kept per chain")
@@ -124,9 +125,9 @@ class SamplerConfig:
     max_tree_depth: int = _field(8, check=at_least(1), doc="NUTS maximum tree depth")
     dense_mass: bool = _field(False, doc="adapt a dense mass matrix")
     thinning: int = _field(1, check=at_least(1))
-    init: str = _field("screen", choices=("screen", "prior", "truth"),
-                       doc="chain starts: best of init_candidates optimised prior draws per chain "
-                           "(screen), dispersed prior draws, or the truth")
+    init: str = _field("prior", choices=("screen", "prior", "truth"),
+                       doc="chain starts: dispersed prior draws, the best of init_candidates "
+                           "optimised prior draws per chain (screen: can hide a mode), or the truth")
     init_candidates: int = _field(16, check=at_least(1),
                                   doc="init: screen: prior draws optimised per chain")
     init_steps: int = _field(500, check=at_least(1), doc="init: screen: Adam steps per candidate")

@@ -25,7 +25,8 @@ def tiny_config(tmp_path):
             "truth": {"widths": [2, 1, 1],
                       "params": [{"W": [[0.6, 0.8]], "b": [-0.3]}, {"W": [[1.0]], "b": [0.0]}]},
             "data": {"n": 60, "x": {"dist": "uniform", "low": -1.0, "high": 1.0}},
-            "sampler": {"num_chains": 2, "num_warmup": 50, "num_samples": 50},
+            "sampler": {"method": "nuts", "init": "screen", "num_chains": 2, "num_warmup": 50,
+                        "num_samples": 50},
         }
         for key, value in overrides.items():
             node = cfg
