@@ -113,3 +113,60 @@ def test_next_beta_hits_target_ess():
     frac = smc.ess_fraction(-(b - 0.2) * nL)
     assert 0.2 < b < 1.0 and abs(float(frac) - 0.5) < 1e-3
     assert float(smc.next_beta(jnp.zeros(10), jnp.float32(0.3), 0.5)) == 1.0   # flat weights: jump to 1
+
+
+# ----------------------------------------------------------------------------- stage and config
+def test_agreement_record_names_the_disagreeing_pair():
+    from slt.stages.free_energy import agreement
+
+    warnings = []
+    rec = agreement({"ti": 10.0, "ti_stderr": 0.1, "stepping_stone": 10.1, "stepping_stone_stderr": 0.1,
+                     "smc": 11.0, "smc_stderr": 0.2}, warnings.append)
+    assert rec["agree"] is False
+    z = {(p["a"], p["b"]): p["z"] for p in rec["agreement"]}
+    assert z[("ti", "stepping_stone")] == pytest.approx(0.1 / math.hypot(0.1, 0.1))
+    assert z[("ti", "smc")] == pytest.approx(1.0 / math.hypot(0.1, 0.2))
+    assert len(warnings) == 2 and all("smc" in w and "combined standard errors" in w for w in warnings)
+    assert agreement({"ti": 1.0, "ti_stderr": 0.1, "smc": 1.1, "smc_stderr": 0.1})["agree"] is True
+    assert agreement({"ti": 1.0, "ti_stderr": 0.1, "smc": None})["agree"] is None
+
+
+def test_stage_reports_smc_and_agreement(tiny_config, tmp_path):
+    import json
+
+    from slt import config as config_mod, runs
+
+    path = tiny_config(free_energy={"num_betas": 4, "num_chains": 2, "num_warmup": 20, "num_samples": 20,
+                                    "init": "prior", "methods": ["ti", "stepping_stone", "smc"],
+                                    "smc_particles": 32, "smc_runs": 2, "smc_mcmc_steps": 2},
+                       **{"lambda": {"num_betas": 2}}, output={"figures": False})
+    run_dir = runs.execute(config_mod.load(path), stages=["free_energy"], out_dir=tmp_path / "out")
+    s = json.loads((run_dir / "summary.json").read_text())
+    f = s["free_energy"]
+    assert math.isfinite(f["smc"]) and f["smc_stderr"] > 0
+    assert len(f["smc_detail"]["per_run"]) == 2 and all(f["smc_detail"]["reached_beta_1"])
+    assert f["smc"] == pytest.approx(np.mean(f["smc_detail"]["per_run"]))
+    assert isinstance(f["agree"], bool) and len(f["agreement"]) == 3
+    assert {(p["a"], p["b"]) for p in f["agreement"]} == {("ti", "stepping_stone"), ("ti", "smc"),
+                                                          ("stepping_stone", "smc")}
+    if not f["agree"]:
+        assert any("disagree" in w for w in s["diagnostics"]["warnings"])
+
+
+@pytest.mark.parametrize("fe_cfg, key, words", [
+    ({"smc_particles": 0}, "free_energy.smc_particles", ">= 2"),
+    ({"smc_runs": 1}, "free_energy.smc_runs", ">= 2"),
+    ({"smc_mcmc_steps": 0}, "free_energy.smc_mcmc_steps", ">= 1"),
+    ({"smc_num_steps": -1}, "free_energy.smc_num_steps", ">= 1"),
+    ({"smc_target_ess": 1.0}, "free_energy.smc_target_ess", "(0, 1)"),
+    ({"methods": ["ti", "smcc"]}, "free_energy.methods[1]", "did you mean 'smc'"),
+])
+def test_bad_smc_config_exits_2(tiny_config, tmp_path, capsys, fe_cfg, key, words):
+    from slt import cli
+
+    path = tiny_config(free_energy={"methods": ["ti", "smc"], **fe_cfg})
+    out = tmp_path / "out"
+    code = cli.main(["run", str(path), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and key in err[0] and words in err[0], err
+    assert not out.exists()
