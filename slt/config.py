@@ -146,7 +146,7 @@ class FreeEnergyConfig:
                            "(found at beta = 1), prior draws, or the truth (+1e-3 jitter)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
     smc_particles: int = _field(512, check=at_least(2), doc="methods: smc: particles per SMC run")
-    smc_runs: int = _field(4, check=at_least(2),
+    smc_runs: int = _field(8, check=at_least(2),
                            doc="methods: smc: independent runs (sharded over devices); "
                                "smc_stderr = std over runs / sqrt(runs)")
     smc_mcmc_steps: int = _field(5, check=at_least(1),

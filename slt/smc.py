@@ -24,12 +24,17 @@ checked against exact answers in tests/test_smc.py. ``num_runs`` independent run
 ``F_n = mean(-log Z_run)`` and ``stderr = std / sqrt(num_runs)``.
 
 Why hand-written and not blackjax 1.7.1's ``adaptive_tempered_smc``: that kernel takes fixed
-MCMC parameters; per-step adaptation of the mass and step size from the particles needs its
-``inner_kernel_tuning`` wrapper, which rebuilds the kernel per step and has no acceptance
-feedback (its HMC info is per particle and per MCMC step, discarded by ``update_and_take_last``'s
-caller). The loop below is ~100 lines, keeps the acceptance-driven step size, runs in one
-``while_loop`` (stops once beta = 1, at most ``max_steps`` steps) vmapped over runs, and is
-measured against blackjax in benchmarks/bench_smc.py (benchmarks/smc.md).
+MCMC parameters; adapting the mass matrix from the particles needs its ``inner_kernel_tuning``
+wrapper, and neither feeds the acceptance back into the step size. Measured on the linreg
+config (d = 5, n = 1000, 512 particles x 4 runs, 5 HMC transitions x 4 leapfrog steps, target
+ESS 0.5, benchmarks/smc.md): blackjax + inner_kernel_tuning (mass = particle variance, step
+0.5) took 6.4 s warm and 16 temperatures, F_n off the exact answer by +0.22 ± 0.05; this
+module 3.1 s warm, 11 temperatures, +0.04 ± 0.03. It is also ~150 lines, runs in one
+``while_loop`` (stops once beta = 1, at most ``max_steps`` steps) vmapped over runs.
+
+Floating point: runs are reproducible for the same key, ``num_runs`` and device count; a
+different ``num_runs`` changes the vmapped reductions' rounding and so (chaotically) every
+trajectory, not the distribution.
 
 Generic interface: ``loss_fn(w, data)``, ``log_prior_fn(w, data)``, ``sample_prior_fn(key,
 data) -> w`` with ``w`` a flat ``(d,)`` vector and ``data`` any pytree (the arrays are jit
@@ -231,7 +236,7 @@ def _compiled(log_prior_fn, loss_fn, sample_prior_fn, num_particles: int, max_st
 
 
 def free_energy(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, sample_prior_fn: Callable,
-                data: Any, n: float, *, num_particles: int = 512, num_runs: int = 4,
+                data: Any, n: float, *, num_particles: int = 512, num_runs: int = 8,
                 target_ess: float = 0.5, num_mcmc_steps: int = 5, num_leapfrog: int = 4,
                 target_accept: float = 0.7, max_steps: int = 500) -> SMCResult:
     """``F_n = -log ∫ phi(w) exp(-n L_n(w)) dw`` by ``num_runs`` independent adaptive tempered SMC runs.
