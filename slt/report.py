@@ -361,7 +361,7 @@ def _sweep_lines(s: dict) -> list[str]:
     lines = [f"{s.get('name', 'sweep')}  sweep of {len(points)} points"]
     cols = [("n", "n", None), ("seed", "seed", None), ("F_n (TI)", "ti", "ti_stderr"),
             ("F_n (SS)", "stepping_stone", "stepping_stone_stderr"), ("F_n (WBIC)", "wbic", "wbic_stderr"),
-            ("F_n exact", "exact", None), ("n L_n(w0)", "nL_n_truth", None),
+            ("F_n (SMC)", "smc", "smc_stderr"), ("F_n exact", "exact", None), ("n L_n(w0)", "nL_n_truth", None),
             ("lambda (beta slope)", "beta_slope", "beta_slope_stderr"), ("LLC", "llc", "llc_stderr"),
             ("Fisher rank", "fisher_rank", None), ("R-hat max", "rhat_max", None)]
     # keep a column when some point has it (n, seed always)

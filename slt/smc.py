@@ -28,12 +28,17 @@ MCMC parameters; adapting the mass matrix from the particles needs its ``inner_k
 wrapper, and neither feeds the acceptance back into the step size. Measured on the linreg
 config (d = 5, n = 1000, 512 particles x 4 runs, 5 HMC transitions x 4 leapfrog steps, target
 ESS 0.5, benchmarks/smc.md): blackjax + inner_kernel_tuning (mass = particle variance, step
-0.5) took 6.4 s warm and 16 temperatures, F_n off the exact answer by +0.22 ± 0.05; this
-module 3.1 s warm, 11 temperatures, +0.04 ± 0.03. It is also ~150 lines, runs in one
-``while_loop`` (stops once beta = 1, at most ``max_steps`` steps) vmapped over runs.
+0.5) took 8.8 s warm and 16 temperatures, F_n off the exact answer by +0.22 ± 0.05; this
+module 5.6 s warm, 11 temperatures, +0.04 ± 0.03 (same loaded machine, same run). It is
+also ~150 lines and runs in one ``while_loop`` (stops once beta = 1, at most ``max_steps``
+steps) vmapped over runs.
+
+Known limit (benchmarks/smc.md): on a multimodal posterior (the ReLU net's truth-2 config)
+the spread of estimates between independent calls was about twice the reported stderr: the
+per-run ``-log Z`` has a heavier tail than a few runs reveal. Use >= 8 runs.
 
 Floating point: runs are reproducible for the same key, ``num_runs`` and device count; a
-different ``num_runs`` changes the vmapped reductions' rounding and so (chaotically) every
+different ``num_runs`` can change the vmapped reductions' rounding and so (chaotically) every
 trajectory, not the distribution.
 
 Generic interface: ``loss_fn(w, data)``, ``log_prior_fn(w, data)``, ``sample_prior_fn(key,
