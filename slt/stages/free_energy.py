@@ -74,7 +74,8 @@ def run(ctx: Context) -> StageOutput:
         bad = int((~np.isfinite(nL)).sum())
         ctx.warn(f"free_energy: {bad} draws have a non-finite L_n; free energy and lambda withheld")
         return StageOutput(summary={"free_energy": {"exact": exact, "betas": betas, "E_nL_n": None,
-                                                    "nL_n_truth": nL_truth, **smc_summary},
+                                                    "nL_n_truth": nL_truth, **smc_summary,
+                                                    "agree": None, "agreement": []},
                                     "lambda": None}, timing=timing)
     means = fe.beta_means(betas, nL)
     rhat = diagnostics.rhat(np.transpose(nL, (1, 2, 0))) if fcfg.num_chains >= 2 else np.full(len(betas), np.nan)
@@ -162,7 +163,9 @@ AGREE_Z = 2.0
 def agreement(fsum: dict, warn=None) -> dict:
     """Pairwise agreement of the computed TI, stepping-stone and SMC estimates: the gap in
     combined standard errors ``|F_a - F_b| / sqrt(se_a^2 + se_b^2)``; ``agree`` is False when
-    any pair exceeds 2 (each named in a warning), None with fewer than two estimates."""
+    any pair exceeds 2 (each named in a warning), None with fewer than two estimates. TI and
+    stepping stone use the same draws (their errors are correlated, so their pair is a weak
+    check); SMC is independent of both."""
     names = [k for k in ("ti", "stepping_stone", "smc")
              if fsum.get(k) is not None and fsum.get(f"{k}_stderr") is not None]
     pairs = []
