@@ -147,7 +147,9 @@ class FreeEnergyConfig:
     num_betas: int = _field(16, check=at_least(2), doc="temperatures in the TI grid")
     grid_power: float = _field(4.0, check=positive, doc="beta_k = (k/K)^power, dense near 0")
     methods: list[str] = _field(factory=lambda: ["ti", "wbic", "stepping_stone"],
-                                choices=("ti", "wbic", "stepping_stone"))
+                                choices=("ti", "wbic", "stepping_stone", "smc"),
+                                doc="estimators reported; smc: adaptive tempered SMC from the prior "
+                                    "(independent of the TI chains, slt.smc)")
     num_chains: int = _field(4, check=at_least(1))
     num_warmup: int = _field(400, check=non_negative)
     num_samples: int = _field(800, check=at_least(2))
@@ -157,6 +159,16 @@ class FreeEnergyConfig:
                        doc="chain starts at every beta: the sampler section's screened starts "
                            "(found at beta = 1), prior draws, or the truth (+1e-3 jitter)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
+    smc_particles: int = _field(512, check=at_least(2), doc="methods: smc: particles per SMC run")
+    smc_runs: int = _field(8, check=at_least(2),
+                           doc="methods: smc: independent runs (sharded over devices); "
+                               "smc_stderr = std over runs / sqrt(runs)")
+    smc_mcmc_steps: int = _field(5, check=at_least(1),
+                                 doc="methods: smc: HMC transitions per temperature (mutation)")
+    smc_num_steps: int = _field(4, check=at_least(1), doc="methods: smc: leapfrog steps per HMC transition")
+    smc_target_ess: float = _field(0.5, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}",
+                                   doc="methods: smc: ESS fraction kept by each temperature increment "
+                                       "(the next beta is found by bisection)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,6 +539,8 @@ def memory_estimate(cfg: Config, n: int) -> int:
     chains = cfg.sampler.num_chains * (cfg.sampler.num_temperatures if cfg.sampler.method == "replica" else 1)
     if cfg.free_energy is not None:
         chains = max(chains, cfg.free_energy.num_betas * cfg.free_energy.num_chains)
+        if "smc" in cfg.free_energy.methods:
+            chains = max(chains, cfg.free_energy.smc_particles * cfg.free_energy.smc_runs)
     if cfg.llc is not None:
         chains = max(chains, cfg.llc.num_chains)
     return n * (m.widths[0] + m.widths[-1]) * size * 2 + chains * n * sum(m.widths) * size * 3

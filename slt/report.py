@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 WITHHELD = "withheld"
-FE_METHODS = (("ti", "TI"), ("stepping_stone", "stepping stone"), ("wbic", "WBIC"))
+FE_METHODS = (("ti", "TI"), ("stepping_stone", "stepping stone"), ("wbic", "WBIC"), ("smc", "SMC"))
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -227,6 +227,11 @@ def _estimate_rows(s: dict) -> list[tuple[str, str, str]]:
                     rows.append((f"F_n ({label})", fmt_value(fe.get(key), fe.get(f"{key}_stderr")), ""))
             if fe.get("exact") is not None:
                 rows.append(("F_n (exact)", fmt_value(fe["exact"]), "closed form"))
+            pairs = [p for p in fe.get("agreement") or [] if isinstance(p, dict) and _finite(p.get("z"))]
+            if fe.get("agree") is not None and pairs:
+                worst = max(pairs, key=lambda p: p["z"])
+                rows.append(("F_n agreement", "yes" if fe["agree"] else "NO",
+                             f"largest gap {worst['a']} vs {worst['b']}: {worst['z']:.1f} combined se"))
     if "lambda" in s:
         lam = s.get("lambda")
         if lam is None:
@@ -356,7 +361,7 @@ def _sweep_lines(s: dict) -> list[str]:
     lines = [f"{s.get('name', 'sweep')}  sweep of {len(points)} points"]
     cols = [("n", "n", None), ("seed", "seed", None), ("F_n (TI)", "ti", "ti_stderr"),
             ("F_n (SS)", "stepping_stone", "stepping_stone_stderr"), ("F_n (WBIC)", "wbic", "wbic_stderr"),
-            ("F_n exact", "exact", None), ("n L_n(w0)", "nL_n_truth", None),
+            ("F_n (SMC)", "smc", "smc_stderr"), ("F_n exact", "exact", None), ("n L_n(w0)", "nL_n_truth", None),
             ("lambda (beta slope)", "beta_slope", "beta_slope_stderr"), ("LLC", "llc", "llc_stderr"),
             ("Fisher rank", "fisher_rank", None), ("R-hat max", "rhat_max", None)]
     # keep a column when some point has it (n, seed always)

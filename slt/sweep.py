@@ -37,7 +37,7 @@ from slt.config import Config, FreeEnergyConfig
 from slt.runs import RunError, SUMMARY, atomic_write, execute, is_complete, to_jsonable
 
 COLUMNS = ("n", "seed", "ti", "ti_stderr", "stepping_stone", "stepping_stone_stderr", "wbic",
-           "wbic_stderr", "exact", "nL_n_truth", "beta_slope", "beta_slope_stderr", "run_dir")
+           "wbic_stderr", "smc", "smc_stderr", "exact", "nL_n_truth", "beta_slope", "beta_slope_stderr", "run_dir")
 
 
 def point_name(n: int, seed: int) -> str:
@@ -188,19 +188,20 @@ def _row(run_dir: Path, n: int, seed: int) -> dict:
     lam = s.get("lambda") or {}
     return {"n": n, "seed": seed, "ti": f.get("ti"), "ti_stderr": f.get("ti_stderr"),
             "stepping_stone": f.get("stepping_stone"), "stepping_stone_stderr": f.get("stepping_stone_stderr"),
-            "wbic": f.get("wbic"), "wbic_stderr": f.get("wbic_stderr"), "exact": f.get("exact"),
+            "wbic": f.get("wbic"), "wbic_stderr": f.get("wbic_stderr"), "smc": f.get("smc"),
+            "smc_stderr": f.get("smc_stderr"), "exact": f.get("exact"),
             "nL_n_truth": f.get("nL_n_truth"), "beta_slope": lam.get("beta_slope"),
             "beta_slope_stderr": lam.get("beta_slope_stderr"), "run_dir": run_dir.name}
 
 
 def fits(rows: list[dict]) -> dict:
     """The slope of ``F_n - n L_n(w0)`` against ``log n`` for each estimate (TI, stepping stone,
-    WBIC, exact when present), weighted by their standard errors; None where undefined."""
+    WBIC, SMC and exact when present), weighted by their standard errors; None where undefined."""
     from slt import free_energy as fe
 
     out = {}
     for key, err in (("ti", "ti_stderr"), ("stepping_stone", "stepping_stone_stderr"),
-                     ("wbic", "wbic_stderr"), ("exact", None)):
+                     ("wbic", "wbic_stderr"), ("smc", "smc_stderr"), ("exact", None)):
         ok = [r for r in rows if r[key] is not None and r["nL_n_truth"] is not None
               and (err is None or r[err] is not None)]
         if len({r["n"] for r in ok}) < 2:

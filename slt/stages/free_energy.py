@@ -1,5 +1,7 @@
 """Stage ``free_energy``: all temperatures of one n in one compiled program, then WBIC, TI,
-stepping stone, the beta-slope lambda, and (linear regression) the exact answers.
+stepping stone, the beta-slope lambda, and (linear regression) the exact answers; with
+``smc`` in ``free_energy.methods`` also adaptive tempered SMC (:mod:`slt.smc`, independent
+runs from the prior) and the agreement check of TI, stepping stone and SMC.
 
 Temperatures sampled together (one :func:`slt.tempered.sample_tempered` call):
 the TI grid ``beta_k = (k/(K-1))^p`` (``free_energy.num_betas``, ``grid_power``), the lambda
@@ -13,7 +15,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from slt import diagnostics, free_energy as fe, progress, tempered
+from slt import diagnostics, free_energy as fe, progress, smc, tempered
 from slt.config import FreeEnergyConfig, LambdaConfig
 from slt.runs import Context, StageOutput
 from slt.stages.sampling import initial_positions
@@ -58,6 +60,8 @@ def run(ctx: Context) -> StageOutput:
                                    num_samples=fcfg.num_samples, num_steps=fcfg.num_steps,
                                    target_accept=fcfg.target_accept)
     sampling_s = time.perf_counter() - t0
+    timing = {"free_energy_sampling_s": sampling_s}
+    smc_summary = _smc(ctx, fcfg, timing) if "smc" in fcfg.methods else {"smc": None, "smc_stderr": None}
     nL = n * np.asarray(res.loss, np.float64)
     nL_truth = None if ctx.truth_loss is None else n * ctx.truth_loss
     sig, s = float(p.noise_std), float(p.prior_std)
@@ -70,8 +74,9 @@ def run(ctx: Context) -> StageOutput:
         bad = int((~np.isfinite(nL)).sum())
         ctx.warn(f"free_energy: {bad} draws have a non-finite L_n; free energy and lambda withheld")
         return StageOutput(summary={"free_energy": {"exact": exact, "betas": betas, "E_nL_n": None,
-                                                    "nL_n_truth": nL_truth},
-                                    "lambda": None}, timing={"free_energy_sampling_s": sampling_s})
+                                                    "nL_n_truth": nL_truth, **smc_summary,
+                                                    "agree": None, "agreement": []},
+                                    "lambda": None}, timing=timing)
     means = fe.beta_means(betas, nL)
     rhat = diagnostics.rhat(np.transpose(nL, (1, 2, 0))) if fcfg.num_chains >= 2 else np.full(len(betas), np.nan)
     _diagnose(ctx, res, betas, rhat)
@@ -96,6 +101,7 @@ def run(ctx: Context) -> StageOutput:
             "ti_mc_stderr": ti.mc_stderr, "ti_quadrature_error": ti.quadrature_error,
             "stepping_stone": ss.free_energy if "stepping_stone" in methods else None,
             "stepping_stone_stderr": ss.stderr if "stepping_stone" in methods else None,
+            **smc_summary,
             "exact": exact,
             "betas": betas, "E_nL_n": means.mean, "E_nL_n_mcse": means.mcse, "E_nL_n_exact": exact_E,
             "ess": means.ess, "rhat": rhat,
@@ -113,6 +119,8 @@ def run(ctx: Context) -> StageOutput:
                    "beta_slope_chi2_dof": slope.chi2_dof, "betas": betas[i_win],
                    "exact_slope": exact_slope, "d_half": p.d / 2},
     }
+    fsum = summary["free_energy"]
+    fsum.update(agreement(fsum, ctx.warn))
     figures = {}
     if cfg.output.figures:
         from slt.plots import free_energy as plots
@@ -121,7 +129,56 @@ def run(ctx: Context) -> StageOutput:
             betas, means.mean, means.mcse, i_grid=i_grid, i_window=i_win, power=fcfg.grid_power,
             nL_truth=nL_truth, exact=exact_E, slope=slope, ti=ti, exact_free_energy=exact,
             title=f"{cfg.name}: n={n}")
-    return StageOutput(summary=summary, figures=figures, timing={"free_energy_sampling_s": sampling_s})
+    return StageOutput(summary=summary, figures=figures, timing=timing)
+
+
+def _smc(ctx: Context, fcfg: FreeEnergyConfig, timing: dict) -> dict:
+    """``free_energy.smc`` (+ ``smc_stderr``, ``smc_detail``) from ``smc_runs`` independent runs."""
+    progress.note(f"SMC: {fcfg.smc_runs} runs x {fcfg.smc_particles} particles, adaptive temperatures, "
+                  f"{fcfg.smc_mcmc_steps} HMC transitions x {fcfg.smc_num_steps} leapfrog steps per temperature")
+    t0 = time.perf_counter()
+    r = smc.free_energy_problem(ctx.key("free_energy/smc"), ctx.problem, num_particles=fcfg.smc_particles,
+                                num_runs=fcfg.smc_runs, target_ess=fcfg.smc_target_ess,
+                                num_mcmc_steps=fcfg.smc_mcmc_steps, num_leapfrog=fcfg.smc_num_steps)
+    timing["free_energy_smc_s"] = time.perf_counter() - t0
+    bad = fcfg.smc_runs - r.num_good
+    if bad:
+        ctx.warn(f"free_energy: {bad} of {fcfg.smc_runs} SMC runs did not reach beta = 1 or gave a non-finite "
+                 f"evidence; withheld" + ("" if r.num_good >= 2 else " (too few left: smc withheld)"))
+    ok = r.num_good >= 2
+    acc = np.nanmean(r.accept_prob) if np.isfinite(r.accept_prob).any() else float("nan")
+    if np.isfinite(acc) and acc < 0.3:
+        ctx.warn(f"free_energy: SMC mean HMC acceptance {acc:.2f} < 0.3; the mutation mixes poorly "
+                 "(raise free_energy.smc_mcmc_steps or lower smc_num_steps)")
+    return {"smc": r.free_energy if ok else None, "smc_stderr": r.stderr if ok else None,
+            "smc_detail": {"per_run": r.per_run, "num_temperatures": r.num_steps, "reached_beta_1": r.reached,
+                           "num_particles": fcfg.smc_particles, "num_runs": fcfg.smc_runs,
+                           "mcmc_steps": fcfg.smc_mcmc_steps, "num_steps": fcfg.smc_num_steps,
+                           "target_ess": fcfg.smc_target_ess, "mean_accept_prob": acc}}
+
+
+AGREE_Z = 2.0
+
+
+def agreement(fsum: dict, warn=None) -> dict:
+    """Pairwise agreement of the computed TI, stepping-stone and SMC estimates: the gap in
+    combined standard errors ``|F_a - F_b| / sqrt(se_a^2 + se_b^2)``; ``agree`` is False when
+    any pair exceeds 2 (each named in a warning), None with fewer than two estimates. TI and
+    stepping stone use the same draws (their errors are correlated, so their pair is a weak
+    check); SMC is independent of both."""
+    names = [k for k in ("ti", "stepping_stone", "smc")
+             if fsum.get(k) is not None and fsum.get(f"{k}_stderr") is not None]
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            gap = float(fsum[a] - fsum[b])
+            se = math.hypot(fsum[f"{a}_stderr"], fsum[f"{b}_stderr"])
+            z = abs(gap) / se if se > 0 else (0.0 if gap == 0 else float("inf"))
+            pairs.append({"a": a, "b": b, "gap": gap, "z": z})
+            if z > AGREE_Z and warn is not None:
+                warn(f"free_energy: {a} and {b} disagree: {fsum[a]:.3f} vs {fsum[b]:.3f}, gap {gap:+.3f} nats "
+                     f"= {z:.1f} combined standard errors (> {AGREE_Z:g})")
+    return {"agree": all(p["z"] <= AGREE_Z for p in pairs) if pairs else None, "agreement": pairs}
 
 
 def _diagnose(ctx: Context, res, betas, rhat) -> None:
