@@ -155,10 +155,19 @@ class FreeEnergyConfig:
     num_samples: int = _field(800, check=at_least(2))
     num_steps: int = _field(4, check=at_least(1),
                             doc="leapfrog steps per fixed-length HMC transition (step size adapted per chain)")
-    init: str = _field("screen", choices=("screen", "prior", "truth"),
-                       doc="chain starts at every beta: the sampler section's screened starts "
-                           "(found at beta = 1), prior draws, or the truth (+1e-3 jitter)")
+    init: str = _field("prior", choices=("screen", "prior", "truth"),
+                       doc="chain starts (every level of every ladder, or every beta of the grid): "
+                           "prior draws, the sampler section's screened starts (found at beta = 1), "
+                           "or the truth (+1e-3 jitter)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
+    sampler: str = _field("replica", choices=("replica", "grid"),
+                          doc="grid: independent chains at each beta of the fixed TI grid; replica: "
+                              "every chain a replica-exchange ladder of num_betas temperatures from "
+                              "beta = 1 to 0, adapted to equal swap rates (crosses between modes; TI "
+                              "and stepping stone from the ladders, WBIC and the lambda window from "
+                              "chains started at the ladders' beta = 1 draws)")
+    replica_num_steps: int = _field(8, check=at_least(1),
+                                    doc="sampler: replica: leapfrog steps per HMC transition at each level")
     smc_particles: int = _field(512, check=at_least(2), doc="methods: smc: particles per SMC run")
     smc_runs: int = _field(8, check=at_least(2),
                            doc="methods: smc: independent runs (sharded over devices); "

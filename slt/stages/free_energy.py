@@ -43,6 +43,8 @@ def run(ctx: Context) -> StageOutput:
     if n < 3:
         ctx.warn("free_energy: needs n >= 3 (beta* = 1/log n); estimates withheld")
         return StageOutput(summary={"free_energy": None, "lambda": None})
+    if fcfg.sampler == "replica":
+        return _run_replica(ctx, fcfg, lcfg)
     betas, i_grid, i_win, i_star = temperatures(n, fcfg, lcfg)
     if fcfg.init == "truth" and ctx.truth_w is None:
         ctx.warn("free_energy.init: the truth does not embed into the model; chains start from the prior")
@@ -129,6 +131,121 @@ def run(ctx: Context) -> StageOutput:
             betas, means.mean, means.mcse, i_grid=i_grid, i_window=i_win, power=fcfg.grid_power,
             nL_truth=nL_truth, exact=exact_E, slope=slope, ti=ti, exact_free_energy=exact,
             title=f"{cfg.name}: n={n}")
+    return StageOutput(summary=summary, figures=figures, timing=timing)
+
+
+def _starts(ctx: Context, fcfg: FreeEnergyConfig, count: int):
+    """(count, d) chain starts for ``free_energy.init`` (screen, prior or truth)."""
+    how = "prior" if fcfg.init == "truth" and ctx.truth_w is None else fcfg.init
+    if fcfg.init == "truth" and ctx.truth_w is None:
+        ctx.warn("free_energy.init: the truth does not embed into the model; chains start from the prior")
+    return initial_positions(ctx, count, how, "free_energy/init")[0]
+
+
+def _run_replica(ctx: Context, fcfg: FreeEnergyConfig, lcfg: LambdaConfig) -> StageOutput:
+    """``free_energy.sampler: replica``: TI and stepping stone from replica-exchange ladders
+    (:mod:`slt.replica`, :mod:`slt.replica_free_energy`); every chain is one ladder of
+    ``num_betas`` levels from beta = 1 to beta = 0, adapted in warmup to equal swap rates,
+    which places the levels where the energy distribution changes fastest. WBIC and the
+    beta-slope lambda need their own betas: a short fixed-temperature run over the lambda window
+    and ``1/log n``, started from the ladders' last beta = 1 draws (mixed across modes)."""
+    from types import SimpleNamespace
+
+    from slt import replica, replica_free_energy as rfe
+
+    cfg, p, n = ctx.config, ctx.problem, ctx.problem.n
+    timing: dict = {}
+    init = _starts(ctx, fcfg, fcfg.num_chains)
+    progress.note(f"replica exchange: {fcfg.num_chains} ladders x {fcfg.num_betas} temperatures x "
+                  f"{fcfg.num_warmup}+{fcfg.num_samples} HMC steps")
+    t0 = time.perf_counter()
+    res = replica.sample_problem(ctx.key("free_energy/replica"), p, init, num_temperatures=fcfg.num_betas,
+                                 beta_min=0.0, num_warmup=fcfg.num_warmup, num_samples=fcfg.num_samples,
+                                 num_steps=fcfg.replica_num_steps, target_accept=fcfg.target_accept)
+    good = replica.valid_chains(res)
+    if len(good) < res.valid.size:
+        ctx.warn(f"free_energy: replica chain(s) {[int(c) for c in np.flatnonzero(~res.valid)]} produced a "
+                 "non-finite L_n; left out of every estimate")
+    never = [int(c) for c in good if res.round_trips[c] == 0]
+    if never:
+        ctx.warn(f"free_energy: replica chain(s) {never} never made a round trip between beta = 1 and 0; "
+                 "the ladder may not connect the modes (more num_betas or num_warmup)")
+    star = 1.0 / math.log(n)
+    window = fe.lambda_window(n, lcfg.num_betas, lcfg.half_width)
+    wb_betas = np.unique(np.concatenate([window, [star]]))
+    i_win = np.array([int(np.argmin(np.abs(wb_betas - v))) for v in window])
+    i_star = int(np.argmin(np.abs(wb_betas - star)))
+    smc_summary = _smc(ctx, fcfg, timing) if "smc" in fcfg.methods else {"smc": None, "smc_stderr": None}
+    if not len(good):
+        ctx.warn("free_energy: no replica chain stayed finite; free energy and lambda withheld")
+        return StageOutput(summary={"free_energy": {"ti": None, "stepping_stone": None, **smc_summary,
+                                                    "agree": None, "agreement": []}, "lambda": None},
+                           timing=timing)
+    r = rfe.free_energy(res, n)
+    last = jnp.asarray(res.positions[good, -1])                      # (good chains, d)
+    starts = jnp.broadcast_to(last, (len(wb_betas),) + last.shape)
+    tw = tempered.sample_tempered(ctx.key("free_energy/window"), p, starts, wb_betas,
+                                  num_warmup=fcfg.num_warmup, num_samples=fcfg.num_samples,
+                                  num_steps=fcfg.num_steps, target_accept=fcfg.target_accept)
+    timing["free_energy_sampling_s"] = time.perf_counter() - t0
+    nL_w = n * np.asarray(tw.loss, np.float64)
+    nL_truth = None if ctx.truth_loss is None else n * ctx.truth_loss
+    exact_ok = fe.has_closed_form(p)
+    sig, s = float(p.noise_std), float(p.prior_std)
+    x_np, y_np = np.asarray(p.x, np.float64), np.asarray(p.y, np.float64)
+    exact = fe.linear_gaussian_free_energy(x_np, y_np, sig, s) if exact_ok else None
+    methods = set(fcfg.methods)
+    finite_w = np.isfinite(nL_w).all()
+    wm = fe.beta_means(wb_betas, nL_w) if finite_w else None
+    wb = fe.wbic(n, nL_w[i_star]) if finite_w else None
+    slope = fe.beta_slope(wb_betas[i_win], wm.mean[i_win], wm.mcse[i_win]) if finite_w else None
+    # every chain's ladder, pooled (each level's mean from that chain's draws), for the summary and figure
+    lb = res.betas[good].astype(float)                               # (chains, K) descending
+    lm = n * res.loss_ladder[good].astype(np.float64).mean(-1)
+    order = np.argsort(lb.ravel(), kind="stable")
+    ladder_betas, ladder_means = lb.ravel()[order], lm.ravel()[order]
+    per_level = np.stack([fe.beta_means(lb[c, ::-1], n * res.loss_ladder[good][c, ::-1, None, :].astype(np.float64)).mcse[::-1]
+                          for c in range(len(good))])
+    ladder_mcse = per_level.ravel()[order]
+    summary = {
+        "free_energy": {
+            "wbic": wb.wbic if ("wbic" in methods and wb) else None,
+            "wbic_stderr": wb.stderr if ("wbic" in methods and wb) else None,
+            "ti": r.ti if "ti" in methods else None,
+            "ti_stderr": r.ti_stderr if "ti" in methods else None,
+            "stepping_stone": r.stepping_stone if "stepping_stone" in methods else None,
+            "stepping_stone_stderr": r.stepping_stone_stderr if "stepping_stone" in methods else None,
+            "ti_per_chain": r.ti_per_chain, "stepping_stone_per_chain": r.stepping_stone_per_chain,
+            **smc_summary, "exact": exact,
+            "betas": ladder_betas, "E_nL_n": ladder_means, "E_nL_n_mcse": ladder_mcse,
+            "nL_n_truth": nL_truth,
+            "sampler": {"method": "replica exchange (non-reversible swaps, ladder adapted to equal swap rates)",
+                        "num_chains": fcfg.num_chains, "num_temperatures": fcfg.num_betas,
+                        "num_warmup": fcfg.num_warmup, "num_samples": fcfg.num_samples,
+                        "num_steps": fcfg.replica_num_steps, **replica.summary(res, 1)},
+        },
+        "lambda": None if slope is None else {
+            "beta_slope": slope.slope, "beta_slope_stderr": slope.stderr, "beta_slope_chi2_dof": slope.chi2_dof,
+            "betas": wb_betas[i_win], "d_half": p.d / 2,
+            "exact_slope": (fe.linear_gaussian_beta_slope(x_np, y_np, wb_betas[i_win], sig, s) if exact_ok else None)},
+    }
+    if not finite_w:
+        ctx.warn("free_energy: non-finite L_n in the lambda-window chains; WBIC and lambda withheld")
+    fsum = summary["free_energy"]
+    fsum.update(agreement(fsum, ctx.warn))
+    figures = {}
+    if cfg.output.figures and finite_w:
+        from slt.plots import free_energy as plots
+
+        allb = np.concatenate([ladder_betas, wb_betas])
+        allm = np.concatenate([ladder_means, wm.mean])
+        alls = np.concatenate([ladder_mcse, wm.mcse])
+        exact_E = fe.linear_gaussian_E_nL_n(x_np, y_np, allb, sig, s) if exact_ok else None
+        ti_obj = SimpleNamespace(free_energy=r.ti, stderr=r.ti_stderr)
+        figures["free_energy"] = plots.temperature_curve(
+            allb, allm, alls, i_grid=np.arange(len(ladder_betas)), i_window=len(ladder_betas) + i_win,
+            power=fcfg.grid_power, nL_truth=nL_truth, exact=exact_E, slope=slope, ti=ti_obj,
+            exact_free_energy=exact, title=f"{cfg.name}: n={n} (replica ladders)")
     return StageOutput(summary=summary, figures=figures, timing=timing)
 
 
