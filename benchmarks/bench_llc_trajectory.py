@@ -100,7 +100,8 @@ def main(argv=None) -> None:
     ap.add_argument("--case", default="all", choices=["all", *CASES])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--checkpoints", type=int, default=16)
-    ap.add_argument("--sequential", action="store_true")
+    ap.add_argument("--sequential", action="store_true",
+                    help="also time the single-point estimator at 2 checkpoints (16 extrapolated)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override the case's LLC settings, e.g. max_steps=32 num_chains=4")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "llc_trajectory.json"))
@@ -126,7 +127,10 @@ def main(argv=None) -> None:
         if "sequential_16_estimate_s" in r:
             print(f"  sequential: first {r['sequential_first_s']:.1f} s, next {r['sequential_next_s']:.1f} s, "
                   f"16 checkpoints ~ {r['sequential_16_estimate_s']:.0f} s")
-    Path(args.out).write_text(json.dumps(rows, indent=1, default=float))
+    out = Path(args.out)   # rows of other cases already there are kept
+    old = [r for r in json.loads(out.read_text()) if r["case"] not in {r["case"] for r in rows}] \
+        if out.exists() else []
+    out.write_text(json.dumps(old + rows, indent=1, default=float))
 
 
 if __name__ == "__main__":
