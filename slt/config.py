@@ -192,6 +192,9 @@ class TrainConfig:
     steps: int = _field(3000, check=at_least(1))
     learning_rate: float = _field(0.01, check=positive)
     seed: Optional[int] = _field(None, check=seed_range, doc="init seed; default derived from the top-level seed")
+    optimizer: str = _field("adam", choices=("adam", "sgd"),
+                            doc="first-order optimiser (at: trained then polishes with L-BFGS; "
+                                "llc.checkpoints does not)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +235,11 @@ class LLCConfig:
     lambda_hat: bool = _field(True, doc="also estimate lambda with an error bar that includes the "
                                         "data's finite-n fluctuation (num_subsets more LLC runs)")
     num_subsets: int = _field(4, check=at_least(2), doc="lambda_hat: disjoint data subsets")
-    train: TrainConfig = _field(factory=TrainConfig, doc="optimiser for at: trained")
+    train: TrainConfig = _field(factory=TrainConfig, doc="optimiser for at: trained and llc.checkpoints")
+    checkpoints: Optional[int] = _field(None, check=at_least(2),
+                                        doc="the LLC along training: train with llc.train from a prior "
+                                            "draw, estimate the LLC at this many log-spaced steps (needs "
+                                            "at: trained); writes llc_trajectory.csv/.png")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,6 +510,16 @@ def _check(cfg: Config) -> Config:
         if cfg.llc.max_draws < burn:
             raise ConfigError("llc.max_draws", f"must be >= the burn-in ({burn} steps) with num_draws: "
                                                f"auto, got {cfg.llc.max_draws}")
+    if cfg.llc is not None and cfg.llc.checkpoints is not None:
+        k, llc = cfg.llc.checkpoints, cfg.llc
+        if llc.at != "trained":
+            raise ConfigError("llc.checkpoints", f"the LLC along training trains the model (llc.train) from a "
+                                                 f"prior draw: set llc.at: trained (got at: {llc.at})")
+        if k > llc.train.steps:
+            raise ConfigError("llc.checkpoints", f"must be <= llc.train.steps ({llc.train.steps}), got {k}")
+        if llc.refine:
+            raise ConfigError("llc.refine", "must be false with llc.checkpoints (the LLC is taken at each "
+                                            "checkpoint as it is)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.llc.sampler != "sgld":
         raise ConfigError("llc.batch_size", f"minibatches need sampler: sgld ({cfg.llc.sampler} uses exact gradients)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
@@ -551,7 +568,7 @@ def memory_estimate(cfg: Config, n: int) -> int:
         if "smc" in cfg.free_energy.methods:
             chains = max(chains, cfg.free_energy.smc_particles * cfg.free_energy.smc_runs)
     if cfg.llc is not None:
-        chains = max(chains, cfg.llc.num_chains)
+        chains = max(chains, cfg.llc.num_chains * (cfg.llc.checkpoints or 1))
     return n * (m.widths[0] + m.widths[-1]) * size * 2 + chains * n * sum(m.widths) * size * 3
 
 

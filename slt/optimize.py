@@ -18,33 +18,40 @@ class TrainResult(NamedTuple):
     loss_trace: jax.Array   # (steps,) L_n along the optimisation
 
 
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+
+
 def train(key: jax.Array, problem: Problem, steps: int = 3000, learning_rate: float = 0.01,
-          init: jax.Array | None = None) -> TrainResult:
-    """Minimise ``L_n`` with Adam from ``init`` (default a N(0, prior_std^2) draw), then polish
-    with L-BFGS so the gradient norm is small enough for the LLC's ``L_n(w*)`` baseline."""
+          init: jax.Array | None = None, optimizer: str = "adam") -> TrainResult:
+    """Minimise ``L_n`` with Adam (or plain gradient descent, ``optimizer="sgd"``: full-batch)
+    from ``init`` (default a N(0, prior_std^2) draw), then polish with L-BFGS so the gradient
+    norm is small enough for the LLC's ``L_n(w*)`` baseline."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     w0 = (problem.prior_std * jax.random.normal(key, (problem.d,), problem.x.dtype)
           if init is None else jnp.asarray(init, problem.x.dtype))
-    return _train(problem, w0, steps, learning_rate)
+    return _train(problem, w0, steps, learning_rate, optimizer)
 
 
-def _adam(objective, w0: jax.Array, steps: int, learning_rate) -> tuple[jax.Array, jax.Array]:
-    """``steps`` Adam steps on ``objective`` from ``w0`` in one ``lax.scan``; returns the final
-    point and the objective along the way (traceable: call it inside jit/vmap)."""
-    adam = optax.adam(learning_rate)
+def _adam(objective, w0: jax.Array, steps: int, learning_rate,
+          optimizer: str = "adam") -> tuple[jax.Array, jax.Array]:
+    """``steps`` Adam (or ``optimizer``) steps on ``objective`` from ``w0`` in one ``lax.scan``;
+    returns the final point and the objective along the way (traceable: call it inside jit/vmap)."""
+    opt = OPTIMIZERS[optimizer](learning_rate)
 
     def step(carry, _):
         w, state = carry
         value, g = jax.value_and_grad(objective)(w)
-        updates, state = adam.update(g, state, w)
+        updates, state = opt.update(g, state, w)
         return (optax.apply_updates(w, updates), state), value
 
-    (w, _), trace = jax.lax.scan(step, (w0, adam.init(w0)), None, length=steps)
+    (w, _), trace = jax.lax.scan(step, (w0, opt.init(w0)), None, length=steps)
     return w, trace
 
 
-@jax.jit(static_argnames=("steps",))
-def _train(problem: Problem, w0: jax.Array, steps: int, learning_rate) -> TrainResult:
-    w, trace = _adam(problem.loss, w0, steps, learning_rate)
+@jax.jit(static_argnames=("steps", "optimizer"))
+def _train(problem: Problem, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam") -> TrainResult:
+    w, trace = _adam(problem.loss, w0, steps, learning_rate, optimizer)
     lbfgs = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(problem.loss)
 
@@ -88,7 +95,7 @@ def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
     if section.at == "trained":
         tc = section.train
         key = jax.random.key(tc.seed) if tc.seed is not None else ctx.key("train")
-        res = train(key, p, tc.steps, tc.learning_rate)
+        res = train(key, p, tc.steps, tc.learning_rate, optimizer=tc.optimizer)
         if not bool(jnp.isfinite(res.loss)):
             ctx.warn("train: the optimiser diverged (non-finite loss); lower train.learning_rate")
         elif float(res.grad_norm) > 1e-3:
@@ -96,7 +103,8 @@ def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
                      "it may not be a minimum (increase train.steps)")
         return res.w, {"w_star": "trained", "L_n_w_star": float(res.loss),
                        "train": {"final_loss": float(res.loss), "grad_norm": float(res.grad_norm),
-                                 "steps": tc.steps, "learning_rate": tc.learning_rate}}
+                                 "steps": tc.steps, "learning_rate": tc.learning_rate,
+                                 "optimizer": tc.optimizer}}
     raise ValueError(f"unknown point {section.at!r}")
 
 

@@ -86,3 +86,47 @@ def calibration(step_sizes: np.ndarray, nbetas: np.ndarray, llc: np.ndarray, llc
                 ax.set_ylim(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo) + 1e-9)
     fig.tight_layout()
     return fig
+
+
+def llc_trajectory(steps: np.ndarray, llc: np.ndarray, llc_stderr: np.ndarray, loss: np.ndarray, *,
+                   converged: np.ndarray | None = None, loss_trace: np.ndarray | None = None,
+                   exact: float | None = None, title: str = ""):
+    """The LLC along training: LLC +- 2 stderr at each checkpoint (open markers: the trend test
+    failed) and the training loss ``L_n`` (checkpoints, and the whole curve when ``loss_trace``
+    (steps + 1,) is given) on a twin axis, both against the optimiser step on a log axis."""
+    steps = np.asarray(steps, float)
+    llc, err = np.asarray(llc, float), np.asarray(llc_stderr, float)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    ok = np.isfinite(llc)
+    conv = np.ones_like(ok) if converged is None else np.asarray([bool(c) for c in converged])
+    for sel, face, label in ((ok & conv, "C0", "LLC $\\pm$ 2 se"), (ok & ~conv, "white", "LLC (not converged)")):
+        if sel.any():
+            ax.errorbar(steps[sel], llc[sel], yerr=2 * np.nan_to_num(err[sel]), fmt="o", color="C0",
+                        mfc=face, capsize=3, lw=1.2, label=label)
+    if ok.any():
+        ax.plot(steps[ok], llc[ok], color="C0", lw=0.8, alpha=0.6)
+    if exact is not None:
+        ax.axhline(exact, color="C0", ls=":", lw=1, label=f"exact $\\lambda$ = {exact:.4g}")
+    ax.set_xscale("log")
+    if ok.any() and llc[ok].min() < -10 * max(1.0, llc[ok].max()):
+        # checkpoints far from a minimum give large negative estimates (the chains descend):
+        # a symmetric log scale keeps the small positive LLCs of the trained model readable
+        ax.set_yscale("symlog", linthresh=max(1.0, float(np.abs(llc[ok & (llc > 0)]).max(initial=1.0))))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("local learning coefficient", color="C0")
+    ax.tick_params(axis="y", colors="C0")
+    twin = ax.twinx()
+    if loss_trace is not None and len(loss_trace) > 1:
+        t = np.arange(1, len(loss_trace))
+        twin.plot(t, np.asarray(loss_trace)[1:], color="C3", lw=1, alpha=0.7)
+    twin.plot(steps, loss, "s", color="C3", ms=4, label="$L_n$ (training loss)")
+    twin.set_ylabel("$L_n(w_t)$", color="C3")
+    twin.tick_params(axis="y", colors="C3")
+    handles = ax.get_legend_handles_labels()
+    h2 = twin.get_legend_handles_labels()
+    ax.legend(handles[0] + h2[0], handles[1] + h2[1], fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.14), ncol=4, frameon=False)
+    ax.set_title(title or "LLC along training")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

@@ -71,6 +71,10 @@ def exact_lambda(ctx: Context) -> dict:
 
 def run(ctx: Context) -> StageOutput:
     cfg, p = ctx.config.llc, ctx.problem
+    if cfg.checkpoints is not None:   # the LLC along training
+        from slt.stages import llc_trajectory
+
+        return llc_trajectory.run(ctx)
     from slt import progress
     from slt.optimize import resolve_point
 
