@@ -107,13 +107,15 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    method: str = _field("nuts", choices=("nuts", "hmc"), doc="numpyro kernel")
+    method: str = _field("nuts", choices=("nuts", "hmc", "replica"),
+                         doc="numpyro NUTS/HMC, or replica exchange (parallel tempering: every chain a "
+                             "ladder of num_temperatures betas, fixed-length HMC at each)")
     num_chains: int = _field(4, check=at_least(1), doc="chains (vectorised, sharded over devices)")
     num_warmup: int = _field(500, check=non_negative, doc="adaptation iterations (discarded)")
     num_samples: int = _field(1000, check=at_least(1), doc="draws kept per chain")
     beta: Union[float, str] = _field(1.0, doc="inverse temperature: a number > 0 or 'wbic' (1/log n)")
     step_size: Optional[float] = _field(None, check=positive, doc="initial step size (adapted in warmup)")
-    num_steps: int = _field(16, check=at_least(1), doc="leapfrog steps per HMC proposal (method: hmc)")
+    num_steps: int = _field(16, check=at_least(1), doc="leapfrog steps per HMC proposal (method: hmc, replica)")
     target_accept: float = _field(0.8, check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), got {v}")
     max_tree_depth: int = _field(8, check=at_least(1), doc="NUTS maximum tree depth")
     dense_mass: bool = _field(False, doc="adapt a dense mass matrix")
@@ -126,6 +128,13 @@ class SamplerConfig:
     init_steps: int = _field(500, check=at_least(1), doc="init: screen: Adam steps per candidate")
     num_predict_inputs: int = _field(4, check=at_least(1),
                                      doc="fixed inputs whose network outputs get R-hat/ESS")
+    num_temperatures: int = _field(8, check=at_least(2),
+                                   doc="method: replica: temperatures per ladder (beta down to beta_min)")
+    beta_min: float = _field(1e-3, check=lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}",
+                             doc="method: replica: the ladder's lowest beta (0: the prior); "
+                                 "the others adapt in warmup to equal swap rates")
+    swap_interval: int = _field(1, check=at_least(1),
+                                doc="method: replica: HMC transitions between neighbour swaps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -423,6 +432,16 @@ def _check(cfg: Config) -> Config:
         raise ConfigError("sampler.beta", f"must be a positive number or 'wbic', got {cfg.sampler.beta!r}")
     if isinstance(cfg.sampler.beta, float) and cfg.sampler.beta <= 0:
         raise ConfigError("sampler.beta", f"must be > 0, got {cfg.sampler.beta}")
+    if cfg.sampler.method == "replica":
+        top = cfg.sampler.beta
+        if top == "wbic" and cfg.data.n is not None and cfg.data.n >= 2:
+            top = 1.0 / math.log(cfg.data.n)
+        if isinstance(top, float) and not cfg.sampler.beta_min < top:
+            raise ConfigError("sampler.beta_min", f"must be below sampler.beta ({top:.4g}), "
+                                                  f"got {cfg.sampler.beta_min}")
+        if cfg.sampler.thinning != 1:
+            raise ConfigError("sampler.thinning", f"method: replica keeps every draw; must be 1, "
+                                                  f"got {cfg.sampler.thinning}")
     spec = models.make_mlp(m.widths, m.activation, m.bias)
     if cfg.free_energy is not None and cfg.free_energy.init == "truth" and cfg.truth is None:
         raise ConfigError("free_energy.init", "'truth' needs a truth section")
@@ -463,7 +482,7 @@ def memory_estimate(cfg: Config, n: int) -> int:
     0.59 GB, of which 0.19 GB are the imports. Used only to refuse impossible sizes."""
     m = cfg.model
     size = 8 if cfg.precision == "float64" else 4
-    chains = cfg.sampler.num_chains
+    chains = cfg.sampler.num_chains * (cfg.sampler.num_temperatures if cfg.sampler.method == "replica" else 1)
     if cfg.free_energy is not None:
         chains = max(chains, cfg.free_energy.num_betas * cfg.free_energy.num_chains)
     if cfg.llc is not None:

@@ -40,6 +40,7 @@ class SampleResult(NamedTuple):
     num_steps: np.ndarray      # (chains, draws)     leapfrog steps per transition
     step_size: np.ndarray      # (chains,)               adapted step size
     warmup_loss: np.ndarray    # (chains, num_warmup) L_n during warmup (for trace plots)
+    replica: object = None     # slt.replica.ReplicaResult when sampled by replica exchange
 
 
 def _potential_fn_gen(problem: Problem, beta):
@@ -131,6 +132,8 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
 
     Returns: :class:`SampleResult` with axes (chains, draws).
     """
+    if method not in ("nuts", "hmc"):
+        raise ValueError(f"method must be 'nuts' or 'hmc' (replica exchange is slt.replica.sample), got {method!r}")
     init_positions = jnp.asarray(init_positions, problem.x.dtype)
     num_chains = init_positions.shape[0]
     beta = jnp.asarray(beta, problem.x.dtype)

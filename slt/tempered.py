@@ -88,8 +88,16 @@ def init(problem: Problem, position: jax.Array, beta) -> HMCState:
 
 def step(key: jax.Array, state: HMCState, problem: Problem, beta, step_size, inv_mass,
          num_steps: int) -> tuple[HMCState, HMCInfo]:
-    """One HMC transition: ``num_steps`` leapfrog steps of size ``step_size`` (jittered), diagonal
-    mass ``1/inv_mass``, Metropolis correction; energy errors > 1000 count as divergent."""
+    """One HMC transition on ``p_beta`` of ``problem``: :func:`hmc_step` with its potential."""
+    return hmc_step(key, state, lambda w: _potential_and_grad(problem, beta, w), step_size, inv_mass,
+                    num_steps)
+
+
+def hmc_step(key: jax.Array, state: HMCState, potential_and_grad, step_size, inv_mass,
+             num_steps: int) -> tuple[HMCState, HMCInfo]:
+    """One HMC transition on any potential: ``num_steps`` leapfrog steps of size ``step_size``
+    (jittered), diagonal mass ``1/inv_mass``, Metropolis correction; energy errors > 1000 count
+    as divergent. ``potential_and_grad(w) -> (U(w), grad U(w), L_n(w))``."""
     # one threefry call per transition (they dominate compile time): d momenta + 2 uniforms
     d = state.position.shape[0]
     z = jax.random.normal(key, (d + 2,), state.position.dtype)
@@ -101,7 +109,7 @@ def step(key: jax.Array, state: HMCState, problem: Problem, beta, step_size, inv
         w, p, g, u, loss = carry
         p = p - 0.5 * eps * g
         w = w + eps * inv_mass * p
-        u, g, loss = _potential_and_grad(problem, beta, w)
+        u, g, loss = potential_and_grad(w)
         p = p - 0.5 * eps * g
         return w, p, g, u, loss
 
@@ -142,6 +150,18 @@ def _welford(a: AdaptState, w) -> AdaptState:
     return a._replace(count=count, mean=mean, m2=a.m2 + delta * (w - mean))
 
 
+def mass_switch(a: AdaptState, d: int, dtype) -> AdaptState:
+    """End of a Welford window: the inverse mass becomes the regularised variance
+    ``(m/(m+5)) var + 1e-3 (5/(m+5))`` (Stan's), the step is rescaled to the new metric and
+    dual averaging restarts from there."""
+    m = a.count
+    var = a.m2 / jnp.maximum(m - 1, 1)
+    inv_mass = (m / (m + 5)) * var + 1e-3 * (5 / (m + 5))
+    log_eps = a.log_step_avg + 0.5 * jnp.log(jnp.mean(1.0 / inv_mass) * jnp.mean(a.inv_mass))
+    fresh = _da_init(jnp.exp(log_eps), d, dtype)
+    return fresh._replace(inv_mass=inv_mass)
+
+
 def _warmup_one(key, position, problem, beta, step_size, num_warmup: int, num_steps: int, target):
     d, dtype = position.shape[0], position.dtype
     state = init(problem, position, beta)
@@ -156,16 +176,8 @@ def _warmup_one(key, position, problem, beta, step_size, num_warmup: int, num_st
         in_window = (i >= w_start) & (i < w_end)
         adapt = jax.tree.map(lambda new, old: jnp.where(in_window, new, old), _welford(adapt, state.position), adapt)
 
-        def switch(a):
-            m = a.count
-            var = a.m2 / jnp.maximum(m - 1, 1)
-            inv_mass = (m / (m + 5)) * var + 1e-3 * (5 / (m + 5))
-            # rescale the step to the new metric and restart dual averaging from there
-            log_eps = a.log_step_avg + 0.5 * jnp.log(jnp.mean(1.0 / inv_mass) * jnp.mean(a.inv_mass))
-            fresh = _da_init(jnp.exp(log_eps), d, dtype)
-            return fresh._replace(inv_mass=inv_mass)
-
-        adapt = jax.tree.map(lambda new, old: jnp.where(i == w_end - 1, new, old), switch(adapt), adapt)
+        adapt = jax.tree.map(lambda new, old: jnp.where(i == w_end - 1, new, old),
+                             mass_switch(adapt, d, dtype), adapt)
         return (state, adapt), info.loss
 
     (state, adapt), warm_loss = jax.lax.scan(body, (state, adapt), jnp.arange(num_warmup))

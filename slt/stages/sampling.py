@@ -63,6 +63,9 @@ def sample_posterior(ctx: Context) -> tuple[samplers.SampleResult, float, dict]:
     cfg, p = ctx.config.sampler, ctx.problem
     beta = resolve_beta(cfg.beta, p.n)
     init, init_info = initial_positions(ctx, cfg.num_chains, cfg.init, beta=beta)
+    if cfg.method == "replica":
+        ctx.posterior = (_sample_replica(ctx, init, beta), beta, init_info)
+        return ctx.posterior
     res = samplers.sample(ctx.key("sample"), p, init, beta, method=cfg.method,
                           num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
                           step_size=cfg.step_size, num_steps=cfg.num_steps,
@@ -71,6 +74,34 @@ def sample_posterior(ctx: Context) -> tuple[samplers.SampleResult, float, dict]:
                           desc=f"{ctx.config.name}: {cfg.method}")
     ctx.posterior = (res, beta, init_info)
     return ctx.posterior
+
+
+def _sample_replica(ctx: Context, init, beta: float) -> samplers.SampleResult:
+    """``sampler.method: replica``: :func:`slt.replica.sample_problem` with the ladder from
+    ``beta`` down to ``sampler.beta_min``; the target level's draws as a SampleResult. Chains
+    that produced a non-finite L_n at any level are dropped (with a warning) when others remain."""
+    from slt import replica
+
+    cfg, p = ctx.config.sampler, ctx.problem
+    res = replica.sample_problem(ctx.key("sample"), p, init, num_temperatures=cfg.num_temperatures,
+                                 beta_min=cfg.beta_min, beta_max=beta, num_warmup=cfg.num_warmup,
+                                 num_samples=cfg.num_samples, num_steps=cfg.num_steps,
+                                 swap_interval=cfg.swap_interval, target_accept=cfg.target_accept,
+                                 step_size=cfg.step_size)
+    good = replica.valid_chains(res)
+    if len(good) < len(res.valid):
+        bad = [int(c) for c in np.flatnonzero(~res.valid)]
+        ctx.warn(f"sample: replica chain(s) {bad} produced a non-finite L_n "
+                 f"({int(res.nan_count.sum())} values over all temperatures); "
+                 + ("their draws are withheld" if len(good) else "posterior estimates withheld"))
+    never = [int(c) for c in np.flatnonzero(res.round_trips == 0)]
+    if never:
+        ctx.warn(f"sample: replica chain(s) {never} never made a round trip between beta = {beta:.4g} and "
+                 f"beta_min = {cfg.beta_min:g}: modes may not mix (more temperatures, a smaller beta_min "
+                 "or more samples?)")
+    if not len(good):   # the stage's non-finite check then withholds every estimate
+        return replica.to_sample_result(res)._replace(loss=np.full(res.loss.shape, np.nan))
+    return replica.to_sample_result(res, good)
 
 
 def run(ctx: Context) -> StageOutput:
@@ -123,6 +154,10 @@ def run(ctx: Context) -> StageOutput:
             "step_size": [float(s) for s in res.step_size],
         },
     }
+    if res.replica is not None:
+        from slt import replica
+
+        summary["diagnostics"]["replica"] = replica.summary(res.replica, cfg.swap_interval)
     figures = {}
     if ctx.config.output.figures and finite:
         title = f"{ctx.config.name}: n={p.n}, beta={beta:.4g}"

@@ -1,0 +1,129 @@
+"""Replica exchange against plain NUTS on the headline posterior, from prior starts.
+
+For each seed: the default config (`slt/defaults/relu2_truth1.yaml`, n = 1000) with a data
+seed and chain starts derived from that seed, `sampler.init: prior` (no screening); the same
+starts for both samplers. Reports R-hat(L_n), bulk ESS(L_n), wall time (compile included,
+first call; `--warm` repeats each run once more and reports the second), ESS/s, and for
+replica the swap rates and round trips. The issue's goal: R-hat <= 1.01 and ESS >= 400 in at
+least 9 of 10 seeds.
+
+Run:  nice -n 10 python benchmarks/bench_replica.py --seeds 0 1 2 --out benchmarks/replica.json
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import jax
+import numpy as np
+
+from slt import config, diagnostics, replica, runs, samplers
+
+
+def problem_for(seed: int):
+    cfg = config.load(config.default_config_path(), [f"seed={seed}", "sampler.init=prior"])
+    ctx = runs.build_context(cfg)
+    return cfg, ctx
+
+
+def measure(method: str, seed: int, args) -> dict:
+    cfg, ctx = problem_for(seed)
+    p = ctx.problem
+    s = cfg.sampler
+    init = samplers.prior_draws(ctx.key("init"), args.chains, p.d, p.prior_std)
+    key = ctx.key("sample")
+    reps = 2 if args.warm else 1
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        if method == "nuts":
+            res = samplers.sample(key, p, init, 1.0, method="nuts", num_warmup=s.num_warmup,
+                                  num_samples=s.num_samples, max_tree_depth=s.max_tree_depth,
+                                  target_accept=s.target_accept, progress_bar=False)
+            loss, extra = res.loss, {"mean_num_steps": float(res.num_steps.mean())}
+        else:
+            res = replica.sample_problem(key, p, init, num_temperatures=args.num_temperatures,
+                                         beta_min=args.beta_min, num_warmup=s.num_warmup,
+                                         num_samples=s.num_samples, num_steps=args.num_steps,
+                                         swap_interval=args.swap_interval)
+            loss = res.loss
+            extra = {"round_trips": res.round_trips.tolist(),
+                     "swap_accept_mean": res.swap_accept.mean(0).round(3).tolist(),
+                     "betas_chain0": res.betas[0].round(5).tolist(),
+                     "nan_chains": int((~res.valid).sum()),
+                     "accept_beta1": float(res.accept_prob.mean())}
+        jax.block_until_ready(loss)
+        wall = time.perf_counter() - t0
+    rhat = float(diagnostics.rhat(loss[..., None])[0])
+    ess = float(diagnostics.ess_bulk(loss[..., None])[0])
+    return {"method": method, "seed": seed, "wall_s": wall, "rhat_L_n": rhat, "ess_L_n": ess,
+            "ess_per_s": ess / wall, "chain_mean_L_n": loss.mean(1).round(5).tolist(),
+            "ok": bool(rhat <= 1.01 and ess >= 400), **extra}
+
+
+def gradients_per_transition(row: dict) -> float:
+    """Gradient evaluations per chain per kept draw: NUTS's mean leapfrog steps; replica's
+    K x num_steps plus K re-evaluations after each swap event (swap_interval 1)."""
+    if row["method"] == "nuts":
+        return row["mean_num_steps"]
+    return row["num_temperatures"] * (row["num_steps"] + 1)
+
+
+def label(row: dict) -> str:
+    if row["method"] == "nuts":
+        return "nuts"
+    return f"replica K={row['num_temperatures']}, {row['num_steps']} steps, beta_min {row['beta_min']:g}"
+
+
+def table(path: str) -> str:
+    """A markdown table of one JSON-lines results file."""
+    rows = [json.loads(line) for line in open(path)]
+    out = ["| method | seed | R-hat(L_n) | ESS(L_n) | ok | wall s | ESS/s | grads/draw | ESS per 1e4 grads | "
+           "round trips | min swap rate | load |", "|" + " --- |" * 12]
+    for r in rows:
+        g = gradients_per_transition(r)
+        total = g * r["chains"] * 2000          # warmup 1000 + draws 1000 per chain
+        out.append(f"| {label(r)} | {r['seed']} | {r['rhat_L_n']:.4f} | {r['ess_L_n']:.0f} | "
+                   f"{'yes' if r['ok'] else '**no**'} | {r['wall_s']:.1f} | {r['ess_per_s']:.1f} | {g:.0f} | "
+                   f"{1e4 * r['ess_L_n'] / total:.1f} | {r.get('round_trips', '')} | "
+                   f"{format(min(r['swap_accept_mean']), '.2f') if 'swap_accept_mean' in r else ''} | {r['load']:.1f} |")
+    for m in sorted({label(r) for r in rows}):
+        sel = [r for r in rows if label(r) == m]
+        out.append(f"\n{m}: {sum(r['ok'] for r in sel)}/{len(sel)} seeds meet R-hat <= 1.01 and ESS >= 400; "
+                   f"median ESS {np.median([r['ess_L_n'] for r in sel]):.0f}, median ESS/s "
+                   f"{np.median([r['ess_per_s'] for r in sel]):.1f}, median wall {np.median([r['wall_s'] for r in sel]):.1f} s")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    ap.add_argument("--methods", nargs="+", default=["nuts", "replica"])
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--num-temperatures", type=int, default=8)
+    ap.add_argument("--beta-min", type=float, default=1e-3)
+    ap.add_argument("--num-steps", type=int, default=16)
+    ap.add_argument("--swap-interval", type=int, default=1)
+    ap.add_argument("--warm", action="store_true", help="time a second (compiled) run")
+    ap.add_argument("--out", default=None, help="append one JSON line per run here")
+    ap.add_argument("--table", default=None, help="print the markdown table of this results file and exit")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
+    for seed in args.seeds:
+        for method in args.methods:
+            row = measure(method, seed, args)
+            row.update(load=os.getloadavg()[0], chains=args.chains,
+                       **({"num_temperatures": args.num_temperatures, "beta_min": args.beta_min,
+                           "num_steps": args.num_steps} if method == "replica" else {}))
+            print(json.dumps(row), flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

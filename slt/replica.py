@@ -1,0 +1,373 @@
+"""Replica exchange (parallel tempering) with the non-reversible even/odd swap scheme.
+
+Target at every level ``k`` of a ladder ``beta_0 > beta_1 > ... > beta_{K-1} >= 0``::
+
+    log pi_k(w) = log phi(w) - n beta_k L_n(w)          (+ const)
+
+``beta_0`` (default 1) is the distribution sampled; ``beta_{K-1}`` near or at 0 is (close to)
+the prior, where modes are easy to cross. Every chain is a whole ladder: each transition moves
+every level with fixed-length HMC (:func:`slt.tempered.hmc_step`: jittered step, per-level
+dual-averaged step size, diagonal mass), and every ``swap_interval`` transitions neighbouring
+levels propose to exchange their states. Exchanging ``w_i`` (at ``beta_i``) and ``w_j`` is
+accepted with probability (the prior cancels)::
+
+    alpha_ij = min(1, exp(n (beta_i - beta_j) (L_n(w_i) - L_n(w_j))))
+
+Swaps are deterministic even/odd (DEO): swap event ``t`` proposes the pairs ``(k, k+1)`` with
+``k = t mod 2, t mod 2 + 2, ...`` (Syed, Bouchard-Cote, Deligiannidis & Doucet, "Non-reversible
+parallel tempering: a scalable highly parallel MCMC scheme", JRSS B 84 (2022), arXiv:1905.02939).
+Unlike random pair choice this makes the replicas' index process travel ballistically, so a
+round trip (a replica going from ``beta_0`` to ``beta_{K-1}`` and back) costs O(K) swaps, not
+O(K^2).
+
+Ladder adaptation (Syed et al., Algorithm 4): warmup runs rounds of doubling length; each
+round estimates every neighbouring pair's rejection rate ``r_k = 1 - E[alpha_{k,k+1}]``
+(Rao-Blackwellised: ``alpha`` of every pair at every swap event, proposed or not), builds the
+cumulative communication barrier ``Lambda(beta_k) = sum_{j<k} r_j`` (piecewise linear in log beta)
+and re-places the betas at equal ``Lambda`` spacing, so every pair ends with about the same
+rejection rate ``Lambda / (K - 1)``. Each round end also sets each level's diagonal mass from
+its round's positions (Stan's regularised variance) and restarts its dual averaging; a final
+phase of a quarter of the warmup tunes the step sizes on the final ladder.
+
+The density is generic: ``log_prior_fn(w, data)`` and ``loss_fn(w, data)`` (``L_n``, per
+sample) of a flat parameter vector and any data pytree; ``data``, ``n``, the ladder and the
+seeds are arguments of one compiled program (vmapped over chains, sharded over the local
+devices), so new data, n or betas of the same shapes never recompile. :func:`sample_problem`
+is the adaptor for :class:`slt.posterior.Problem`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from slt import tempered
+from slt.tempered import HMCState
+
+
+class ReplicaResult(NamedTuple):
+    """Replica-exchange draws; leading axis ``num_chains`` (each chain one ladder of K levels).
+
+    A chain with ``nan_count > 0`` (a non-finite ``L_n`` at any level while sampling) has
+    ``valid = False``: its draws are kept for inspection but estimates must leave it out
+    (:func:`valid_chains`)."""
+
+    positions: np.ndarray      # (chains, draws, d)  draws at betas[:, 0] (the target)
+    loss: np.ndarray           # (chains, draws)     L_n of those draws
+    loss_ladder: np.ndarray    # (chains, K, draws)  L_n at every level (for TI / stepping stone)
+    betas: np.ndarray          # (chains, K)         final (adapted) ladder, descending
+    swap_accept: np.ndarray    # (chains, K-1)       mean swap acceptance per neighbouring pair
+    round_trips: np.ndarray    # (chains,)           completed beta_0 -> beta_{K-1} -> beta_0 trips
+    accept_prob: np.ndarray    # (chains, draws)     HMC acceptance at the target level
+    diverging: np.ndarray      # (chains, draws)     bool, at the target level
+    step_size: np.ndarray      # (chains, K)         adapted step size per level
+    warmup_loss: np.ndarray    # (chains, num_warmup) L_n at the target level during warmup
+    nan_count: np.ndarray      # (chains,)           non-finite L_n values over all levels and draws
+    valid: np.ndarray          # (chains,)           bool: nan_count == 0
+    num_steps: int             # leapfrog steps per transition
+
+
+class _Ladder(NamedTuple):
+    """One chain's whole ladder between transitions."""
+
+    hmc: HMCState              # leaves (K, ...)
+    betas: jax.Array           # (K,)
+    adapt: tempered.AdaptState  # leaves (K, ...)
+    alpha_sum: jax.Array       # (K-1,) sum of swap acceptance probabilities this round
+    swaps: jax.Array           # swap events so far (its parity picks even/odd pairs)
+    swaps_round: jax.Array     # swap events this round
+    replica: jax.Array         # (K,) replica id at each level
+    phase: jax.Array           # (K,) per replica: 0 none, 1 last end was top, 2 then reached bottom
+    round_trips: jax.Array
+
+
+# ----------------------------------------------------------------------------- pieces
+def swap_log_ratio(betas: jax.Array, loss: jax.Array, n) -> jax.Array:
+    """``n (beta_k - beta_{k+1}) (L_k - L_{k+1})`` for every neighbouring pair, (K-1,); the
+    log Metropolis ratio of exchanging the states at levels k and k+1 (NaN -> -inf: refused)."""
+    r = n * (betas[:-1] - betas[1:]) * (loss[:-1] - loss[1:])
+    return jnp.where(jnp.isfinite(r), r, -jnp.inf)
+
+
+def equal_barrier_ladder(betas: jax.Array, rejection: jax.Array) -> jax.Array:
+    """Re-place ``betas`` (K,) at equal spacing of the communication barrier.
+
+    ``Lambda(beta_k) = sum_{j<k} r_j`` with ``r_j`` the rejection rate of pair (j, j+1),
+    interpolated linearly in ``log(beta + c)`` between the current levels (Syed et al. 2022,
+    Sec. 5.1, interpolate in beta; the log makes one round exact for a power-law barrier, where
+    the optimal ladder is geometric, and converges from a linear start in a few rounds where
+    linear interpolation does not); ``c = 0`` when ``beta_min > 0``, else ``beta_{K-2} / 10`` (near
+    the prior the barrier grows linearly in beta). The new ``beta_m = Lambda^{-1}(m Lambda / (K-1))``;
+    the end points are kept. The interpolation changes only the speed of convergence, not the
+    fixed point (equal rates). A floor ``1e-4`` on ``r`` keeps ``Lambda`` strictly increasing."""
+    k = betas.shape[0]
+    r = jnp.clip(jnp.where(jnp.isfinite(rejection), rejection, 1.0), 1e-4, 1.0)
+    lam = jnp.concatenate([jnp.zeros((1,), betas.dtype), jnp.cumsum(r)])
+    targets = lam[-1] * jnp.arange(k, dtype=betas.dtype) / (k - 1)
+    c = jnp.where(betas[-1] > 0, 0.0, 0.1 * betas[-2])
+    new = jnp.exp(jnp.interp(targets, lam, jnp.log(betas + c))) - c
+    return new.at[0].set(betas[0]).at[-1].set(betas[-1])
+
+
+def initial_ladder(num_temperatures: int, beta_min: float, beta_max: float = 1.0) -> np.ndarray:
+    """Geometric from ``beta_max`` down to ``beta_min > 0``; for ``beta_min = 0`` the levels
+    ``beta_max ((K-1-k)/(K-1))^4`` (dense near 0, like :func:`slt.free_energy.ti_grid`)."""
+    _check_ladder(num_temperatures, beta_min, beta_max)
+    k = num_temperatures
+    if beta_min == 0:
+        return beta_max * (np.arange(k - 1, -1, -1) / (k - 1)) ** 4
+    return np.geomspace(beta_max, beta_min, k)
+
+
+def _check_ladder(num_temperatures, beta_min, beta_max):
+    if int(num_temperatures) != num_temperatures or num_temperatures < 2:
+        raise ValueError(f"num_temperatures must be an integer >= 2, got {num_temperatures}")
+    if not beta_max > 0:
+        raise ValueError(f"beta_max must be > 0, got {beta_max}")
+    if not 0 <= beta_min < beta_max:
+        raise ValueError(f"beta_min must be in [0, beta_max = {beta_max}), got {beta_min}")
+
+
+def warmup_rounds(num_warmup: int, num_rounds: int) -> tuple[int, ...]:
+    """End iterations of the ladder-adaptation rounds: lengths doubling (1, 2, 4, ...) x a unit,
+    filling the first 3/4 of the warmup; rounds shorter than 10 transitions are dropped."""
+    budget = (3 * num_warmup) // 4
+    for r in range(num_rounds, 0, -1):
+        unit = budget // (2 ** r - 1)
+        if unit >= 10:
+            lengths = [unit * 2 ** i for i in range(r)]
+            lengths[-1] += budget - sum(lengths)
+            return tuple(int(v) for v in np.cumsum(lengths))
+    return ()
+
+
+# ----------------------------------------------------------------------------- one chain
+def _make_chain(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_interval,
+                rounds, target, adapt_ladder):
+    """``run(key, positions (K, d), betas (K,), step_size (K,), n, data)`` for one ladder."""
+
+    def run(key, positions, betas, eps0, n, data):
+        k, d = positions.shape
+        dtype = positions.dtype
+
+        def pot_grad(w, beta):
+            def pot(w):
+                loss = loss_fn(w, data)
+                return -log_prior_fn(w, data) + n * beta * loss, loss
+
+            (u, loss), g = jax.value_and_grad(pot, has_aux=True)(w)
+            return u, g, loss
+
+        def temper(pos, betas):     # states at these positions for these betas
+            u, g, loss = jax.vmap(pot_grad)(pos, betas)
+            return HMCState(pos, u, g, loss)
+
+        def transition(key, s: _Ladder, adapting):
+            keys = jax.random.split(key, k + 1)
+            eps = jnp.exp(jnp.where(adapting, s.adapt.log_step, s.adapt.log_step_avg))
+            hmc, info = jax.vmap(lambda kk, st, b, e, im: tempered.hmc_step(
+                kk, st, lambda w: pot_grad(w, b), e, im, num_steps))(keys[:k], s.hmc, s.betas, eps,
+                                                                      s.adapt.inv_mass)
+            return s._replace(hmc=hmc), info, keys[k]
+
+        def swap(key, s: _Ladder, count_trips):
+            log_ratio = swap_log_ratio(s.betas, s.hmc.loss, n)
+            alpha = jnp.exp(jnp.minimum(log_ratio, 0.0))
+            parity = s.swaps % 2
+            accept = ((jnp.arange(k - 1) % 2) == parity) & (jax.random.uniform(key, (k - 1,), dtype) < alpha)
+            no = jnp.zeros((1,), bool)
+            perm = (jnp.arange(k) + jnp.concatenate([accept, no]).astype(jnp.int32)
+                    - jnp.concatenate([no, accept]).astype(jnp.int32))
+            hmc = temper(s.hmc.position[perm], s.betas)
+            replica = s.replica[perm]
+            phase = s.phase.at[replica[-1]].set(jnp.where(s.phase[replica[-1]] >= 1, 2, s.phase[replica[-1]]))
+            trip = (phase[replica[0]] == 2) & count_trips
+            phase = phase.at[replica[0]].set(1)
+            return s._replace(hmc=hmc, alpha_sum=s.alpha_sum + alpha, swaps=s.swaps + 1,
+                              swaps_round=s.swaps_round + 1, replica=replica, phase=phase,
+                              round_trips=s.round_trips + trip.astype(jnp.int32))
+
+        def maybe_swap(key, s, i, count_trips):
+            due = (i + 1) % swap_interval == 0
+            swapped = swap(key, s, count_trips)
+            return jax.tree.map(lambda a, b: jnp.where(due, a, b), swapped, s)
+
+        def end_round(s: _Ladder):
+            rejection = 1.0 - s.alpha_sum / jnp.maximum(s.swaps_round, 1)
+            betas = equal_barrier_ladder(s.betas, rejection) if adapt_ladder else s.betas
+            adapt = jax.vmap(lambda a: tempered.mass_switch(a, d, dtype))(s.adapt)
+            return s._replace(hmc=temper(s.hmc.position, betas), betas=betas, adapt=adapt,
+                              alpha_sum=jnp.zeros_like(s.alpha_sum), swaps_round=jnp.zeros_like(s.swaps_round))
+
+        key_w, key_s = jax.random.split(key)
+        adapt0 = jax.vmap(lambda e: tempered._da_init(e, d, dtype))(eps0)
+        zero = jnp.zeros((), jnp.int32)
+        s = _Ladder(temper(positions, betas), betas, adapt0, jnp.zeros((k - 1,), dtype), zero, zero,
+                    jnp.arange(k), jnp.zeros((k,), jnp.int32), zero)
+        ends = np.zeros(max(num_warmup, 1), bool)
+        for e in rounds:
+            ends[e - 1] = True
+        in_round = np.arange(max(num_warmup, 1)) < (rounds[-1] if rounds else 0)
+
+        def warm_body(s, xs):
+            i, is_end, welford = xs
+            s, info, kswap = transition(jax.random.fold_in(key_w, i), s, True)
+            adapt = jax.vmap(lambda a, p: tempered._da_update(a, p, target))(s.adapt, info.accept_prob)
+            adapt = jax.tree.map(lambda a, b: jnp.where(welford, a, b),
+                                 jax.vmap(tempered._welford)(adapt, s.hmc.position), adapt)
+            s = maybe_swap(kswap, s._replace(adapt=adapt), i, False)
+            s = jax.tree.map(lambda a, b: jnp.where(is_end, a, b), end_round(s), s)
+            return s, s.hmc.loss[0]
+
+        if num_warmup:
+            s, warm_loss = jax.lax.scan(warm_body, s, (jnp.arange(num_warmup), jnp.asarray(ends[:num_warmup]),
+                                                       jnp.asarray(in_round[:num_warmup])))
+        else:
+            warm_loss = jnp.zeros((0,), dtype)
+        s = s._replace(alpha_sum=jnp.zeros_like(s.alpha_sum), swaps_round=zero,
+                       phase=jnp.zeros((k,), jnp.int32), round_trips=zero)
+        if not num_warmup:   # no adaptation: the average equals the initial step
+            s = s._replace(adapt=s.adapt._replace(log_step_avg=s.adapt.log_step))
+
+        def sample_body(s, i):
+            s, info, kswap = transition(jax.random.fold_in(key_s, i), s, False)
+            s = maybe_swap(kswap, s, i, True)
+            out = (s.hmc.position[0], s.hmc.loss, info.accept_prob[0], info.diverging[0])
+            return s, out
+
+        s, (pos, loss, acc, div) = jax.lax.scan(sample_body, s, jnp.arange(num_samples))
+        swap_accept = s.alpha_sum / jnp.maximum(s.swaps_round, 1)
+        nan_count = jnp.sum(~jnp.isfinite(loss))
+        return (pos, loss.T, s.betas, swap_accept, s.round_trips, acc, div,
+                jnp.exp(s.adapt.log_step_avg), warm_loss, nan_count)
+
+    return run
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_interval, rounds,
+              target, adapt_ladder, num_devices):
+    run = _make_chain(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_interval,
+                      rounds, target, adapt_ladder)
+    fn = jax.vmap(run, in_axes=(0, 0, 0, 0, None, None))
+    if num_devices > 1:
+        mesh = Mesh(np.array(jax.devices()[:num_devices]), ("chains",))
+        c = P("chains")
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=(c, c, c, c, P(), P()), out_specs=c, check_vma=False)
+    return jax.jit(fn)
+
+
+# ----------------------------------------------------------------------------- drivers
+def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_positions, n, data=None, *,
+           num_temperatures: int = 8, beta_min: float = 1e-3, beta_max: float = 1.0, betas=None,
+           num_warmup: int = 1000, num_samples: int = 1000, num_steps: int = 16,
+           swap_interval: int = 1, num_rounds: int = 5, adapt_ladder: bool = True,
+           target_accept: float = 0.8, step_size=None) -> ReplicaResult:
+    """Non-reversible parallel tempering on ``log phi(w) - n beta L_n(w)``, one ladder per chain.
+
+    Args:
+      key: PRNG key; chain ``c`` uses ``fold_in(key, c)``.
+      log_prior_fn, loss_fn: ``f(w, data) -> scalar`` for a flat ``w`` (d,): ``log phi`` and
+        ``L_n`` (per sample). Module-level functions: they key the compilation cache.
+      init_positions: (num_chains, d) starts, copied to every level, or (num_chains, K, d).
+      n: the sample size multiplying ``beta L_n`` (an argument: no recompilation).
+      data: pytree passed to both functions (an argument: same shapes never recompile).
+      num_temperatures, beta_min, beta_max: the initial ladder (:func:`initial_ladder`), unless
+        ``betas`` (K,) descending gives it; ``betas[0]`` is the sampled target.
+      swap_interval: HMC transitions between swap events.
+      num_rounds: ladder-adaptation rounds of doubling length (fewer if the warmup is short).
+      step_size: initial step size per level (K,) or scalar; default ``0.5 / sqrt(1 + n beta)``.
+
+    Returns: :class:`ReplicaResult`.
+    """
+    if betas is None:
+        betas = initial_ladder(num_temperatures, beta_min, beta_max)
+    betas = np.asarray(betas, float)
+    if betas.ndim != 1 or betas.size < 2:
+        raise ValueError(f"betas must be a 1-D ladder of >= 2 temperatures, got shape {betas.shape}")
+    if not (np.all(np.diff(betas) < 0) and betas[-1] >= 0 and np.all(np.isfinite(betas))):
+        raise ValueError(f"betas must be finite, >= 0 and strictly decreasing, got {betas}")
+    if int(swap_interval) != swap_interval or swap_interval < 1:
+        raise ValueError(f"swap_interval must be an integer >= 1, got {swap_interval}")
+    if num_samples < 1 or num_warmup < 0 or num_steps < 1:
+        raise ValueError("num_samples and num_steps must be >= 1 and num_warmup >= 0")
+    init_positions = jnp.asarray(init_positions)
+    dtype = init_positions.dtype if jnp.issubdtype(init_positions.dtype, jnp.floating) else jnp.result_type(float)
+    k = betas.size
+    if init_positions.ndim == 2:
+        init_positions = jnp.broadcast_to(init_positions[:, None, :], (init_positions.shape[0], k,
+                                                                        init_positions.shape[1]))
+    if init_positions.ndim != 3 or init_positions.shape[1] != k:
+        raise ValueError(f"init_positions must be (num_chains, d) or (num_chains, {k}, d), "
+                         f"got {init_positions.shape}")
+    nc, _, d = init_positions.shape
+    eps0 = 0.5 / np.sqrt(1.0 + float(n) * betas) if step_size is None else np.broadcast_to(step_size, (k,))
+    keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(nc))
+    ndev = jax.local_device_count()
+    while ndev > 1 and nc % ndev:
+        ndev -= 1
+    rounds = warmup_rounds(int(num_warmup), int(num_rounds))
+    fn = _compiled(log_prior_fn, loss_fn, int(num_warmup), int(num_samples), int(num_steps),
+                   int(swap_interval), rounds, float(target_accept), bool(adapt_ladder), ndev)
+    out = fn(keys, init_positions.astype(dtype), jnp.broadcast_to(jnp.asarray(betas, dtype), (nc, k)),
+             jnp.broadcast_to(jnp.asarray(eps0, dtype), (nc, k)), jnp.asarray(n, dtype), data)
+    pos, loss_ladder, b, acc_swap, trips, acc, div, eps, warm, nans = (np.asarray(o) for o in out)
+    nans = nans.astype(int)
+    return ReplicaResult(positions=pos, loss=loss_ladder[:, 0], loss_ladder=loss_ladder, betas=b,
+                         swap_accept=acc_swap, round_trips=trips.astype(int), accept_prob=acc,
+                         diverging=div.astype(bool), step_size=eps, warmup_loss=warm,
+                         nan_count=nans, valid=nans == 0, num_steps=int(num_steps))
+
+
+def _problem_log_prior(w, problem):
+    return problem.log_prior(w)
+
+
+def _problem_loss(w, problem):
+    return problem.loss(w)
+
+
+def sample_problem(key: jax.Array, problem, init_positions, **kwargs) -> ReplicaResult:
+    """:func:`sample` on a :class:`slt.posterior.Problem` (its ``log_prior``, ``loss`` and ``n``);
+    ``beta_max`` is the target beta (default 1); the default initial step per level is
+    ``0.5 s / sqrt(1 + n beta s^2)`` (:func:`slt.tempered.initial_step_size`)."""
+    if kwargs.get("step_size") is None:
+        betas = kwargs.get("betas")
+        if betas is None:
+            betas = initial_ladder(kwargs.get("num_temperatures", 8), kwargs.get("beta_min", 1e-3),
+                                   kwargs.get("beta_max", 1.0))
+        kwargs["step_size"] = np.asarray(tempered.initial_step_size(problem, np.asarray(betas, float)))
+    return sample(key, _problem_log_prior, _problem_loss, jnp.asarray(init_positions, problem.x.dtype),
+                  problem.n, problem, **kwargs)
+
+
+def valid_chains(res: ReplicaResult) -> np.ndarray:
+    """Indices of the chains whose every level stayed finite (estimates use only these)."""
+    return np.flatnonzero(res.valid)
+
+
+def to_sample_result(res: ReplicaResult, chains=None):
+    """The target level's draws as a :class:`slt.samplers.SampleResult` (for the diagnostics,
+    ArviZ and figures downstream), keeping ``res`` in its ``replica`` field; ``chains`` selects
+    chains (e.g. :func:`valid_chains`)."""
+    from slt.samplers import SampleResult
+
+    c = np.arange(len(res.valid)) if chains is None else np.asarray(chains)
+    return SampleResult(positions=res.positions[c], loss=res.loss[c], diverging=res.diverging[c],
+                        accept_prob=res.accept_prob[c],
+                        num_steps=np.full(res.loss[c].shape, res.num_steps),
+                        step_size=res.step_size[c, 0], warmup_loss=res.warmup_loss[c], replica=res)
+
+
+def summary(res: ReplicaResult, swap_interval: int) -> dict:
+    """summary.json's ``replica`` entry: the final ladders, swap rates and round trips per chain."""
+    return {"num_temperatures": int(res.betas.shape[1]), "swap_interval": int(swap_interval),
+            "betas": [[float(b) for b in row] for row in res.betas],
+            "swap_accept": [[float(a) for a in row] for row in res.swap_accept],
+            "round_trips": [int(t) for t in res.round_trips],
+            "nan_count": [int(v) for v in res.nan_count],
+            "step_size": [[float(e) for e in row] for row in res.step_size]}

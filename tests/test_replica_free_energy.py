@@ -1,0 +1,49 @@
+"""Free energy from replica ladders (slt.replica_free_energy) against the closed-form F_n of
+Bayesian linear regression."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from slt import free_energy as fe
+from slt import models, replica
+from slt import replica_free_energy as rfe
+from slt.data import Dataset
+from slt.posterior import Problem
+
+
+def test_log_trapezoid_integrates_constants_exactly_and_one_over_beta_closely():
+    betas = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, 30)])
+    w = rfe.log_trapezoid_weights(betas)
+    assert w.sum() == pytest.approx(1.0, rel=1e-12)
+    # g = 1/beta on [1e-3, 1], g = 1000 on [0, 1e-3]: integral 1 + log(1000)
+    g = 1.0 / np.maximum(betas, 1e-3)
+    assert w @ g == pytest.approx(1.0 + np.log(1000.0), rel=2e-3)
+    with pytest.raises(ValueError):
+        rfe.log_trapezoid_weights(np.array([0.1, 1.0]))
+
+
+@pytest.mark.slow
+def test_ti_and_stepping_stone_match_linear_regression_free_energy():
+    rng = np.random.default_rng(0)
+    n, d = 200, 3
+    x = rng.normal(size=(n, d))
+    y = x @ np.array([1.0, -0.5, 0.3])[:, None] + rng.normal(size=(n, 1))
+    p = Problem.make(models.make_mlp([d, 1], "identity", bias=False), Dataset(jnp.asarray(x), jnp.asarray(y)))
+    exact = fe.linear_gaussian_free_energy(x, y)
+    res = replica.sample_problem(jax.random.key(0), p, np.zeros((4, d)), num_temperatures=12, beta_min=0.0,
+                                 num_warmup=800, num_samples=1500, num_steps=8)
+    r = rfe.free_energy(res, n)
+    for est, se in ((r.ti, r.ti_stderr), (r.stepping_stone, r.stepping_stone_stderr)):
+        assert 0 < se < 0.2
+        assert abs(est - exact) < 0.1 and abs(est - exact) < 4 * se, (est, se, exact)
+    # a ladder that stops short of the prior has no free energy
+    short = replica.sample_problem(jax.random.key(0), p, np.zeros((4, d)), num_temperatures=12, beta_min=1e-3,
+                                   num_warmup=800, num_samples=1500, num_steps=8)
+    with pytest.raises(ValueError, match="beta = 0"):
+        rfe.free_energy(short, n)
+    # a chain with a non-finite L_n is left out
+    bad = res._replace(loss_ladder=res.loss_ladder.copy(), valid=res.valid.copy())
+    bad.loss_ladder[1, 3, 7] = np.nan
+    bad.valid[1] = False
+    assert list(rfe.free_energy(bad, n).chains) == [0, 2, 3]
