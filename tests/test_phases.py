@@ -13,7 +13,7 @@ from slt import phases
 S, M1, K1, C1, M2, K2, C2 = 2.0, 1.5, 400.0, 0.0, 1.0, 40.0, 0.8
 W = np.linspace(-12, 12, 240000)   # no grid point at w = 0
 DW = W[1] - W[0]
-BETAS = np.geomspace(1e-3, 1, 24)
+BETAS = np.geomspace(1e-3, 1, 12)
 CHAINS, DRAWS = 16, 100
 
 
@@ -63,7 +63,7 @@ def ladder(rng, trapped_from=None, share=0.0):
 
 
 def test_quadrature_bias_of_the_ladder_is_small():
-    """Exact within-phase means through the estimator's trapezoid-in-log-beta rule: the ladder's
+    """Exact within-phase means through the estimator's a + c/beta rule on 12 levels: the ladder's
     bias is far below the Monte Carlo error of the tests below (~0.07 nats)."""
     f = []
     for mask in (POS, NEG):
@@ -73,8 +73,8 @@ def test_quadrature_bias_of_the_ladder_is_small():
             p = np.exp(v - v.max())
             means.append((p * E[mask]).sum() / p.sum())
         occ0 = math.exp(log_z(BETAS[0], mask) - log_z(BETAS[0], W == W))
-        f.append(-(math.log(occ0) - phases.trapezoid_log_beta(BETAS, means)))
-    assert abs((f[0] - f[1]) - exact_delta_f()) < 0.015
+        f.append(-(math.log(occ0) - phases.integrate_energy(BETAS, means)))
+    assert abs((f[0] - f[1]) - exact_delta_f()) < 0.005
 
 
 def test_delta_f_and_occupancy_match_quadrature_with_exact_draws():
@@ -98,7 +98,7 @@ def test_delta_f_and_occupancy_match_quadrature_with_exact_draws():
         z_occ.append(c.z)
     z_f, z_occ = np.array(z_f), np.array(z_occ)
     # the mean of 30 estimates: its own error is sd/sqrt(30)
-    assert abs(np.mean(est) - exact) < 4 * np.std(est) / math.sqrt(30) + 0.015
+    assert abs(np.mean(est) - exact) < 4 * np.std(est) / math.sqrt(30) + 0.005
     assert 0.35 < np.mean(z_f ** 2) < 2.2
     assert 0.35 < np.mean(z_occ ** 2) < 2.2
     assert np.max(np.abs(z_occ)) < 4.5
@@ -123,7 +123,7 @@ def test_trapped_sampler_fails_the_occupancy_check():
         CHAINS = old
     r = phases.phase_free_energies(BETAS, nl, lab, (1, -1))
     assert r.withheld is None
-    assert abs(r.delta[0, 1] - exact) < 4 * r.delta_se[0, 1] + 0.015
+    assert abs(r.delta[0, 1] - exact) < 4 * r.delta_se[0, 1] + 0.005
     c = phases.occupancy_check(lab[-1], 1, -1, r.delta[0, 1], r.delta_se[0, 1])
     assert c.measured > 0.8 and c.z > 5
 
