@@ -129,7 +129,8 @@ def phase_free_energies(betas, nloss, labels, phases: Sequence, *, beta0: float 
       labels: (B, chains, draws) phase label of every draw (any hashable values compared by ==).
       phases: the labels to compare (two or more).
       beta0: the anchor; default the lowest beta > 0 at which every compared phase has at least
-        ``min_count`` draws. Must be a ladder point.
+        ``min_count`` draws. Must be a ladder point below 1 (at beta0 = 1 the free-energy
+        difference is the beta = 1 occupancy ratio itself and the check is circular: withheld).
       num_bootstrap: resamples of the chains (the same indices at every beta).
 
     Returns: :class:`PhaseFreeEnergies`; ``free_energy`` is ``-(log P_beta0(A) - int E_A)``, i.e.
@@ -168,6 +169,9 @@ def phase_free_energies(betas, nloss, labels, phases: Sequence, *, beta0: float 
         i0 = int(hit[0])
     b0 = float(betas[i0])
     occ0 = tot_c[i0] / tot_t[i0]
+    if i0 == betas.size - 1:   # F_a - F_b would be -log(P_1(a) / P_1(b)): the check would be circular
+        return withheld(f"every phase of {phases} has >= {min_count} draws only at the target beta = 1: "
+                        "no hotter anchor", b0, occ0)
     absent = [(phases[p], float(betas[i])) for i in range(i0, betas.size) for p in range(P) if tot_c[i, p] == 0]
     if absent:
         text = ", ".join(f"{a!r} at beta = {b:.4g}" for a, b in absent[:4])

@@ -159,3 +159,7 @@ def test_beta0_and_bad_input():
         phases.phase_free_energies(BETAS, nl, lab, (1, -1), beta0=0.5)
     none = phases.phase_free_energies(BETAS, nl, np.zeros_like(lab), (1, -1))
     assert none.withheld.startswith("no beta > 0")
+    lab3 = lab.copy()
+    lab3[:-1][lab3[:-1] == -1] = 7           # -1 only at beta = 1: no hotter anchor, not circular
+    top = phases.phase_free_energies(BETAS, nl, lab3, (1, -1))
+    assert "only at the target" in top.withheld and np.isnan(top.delta).all()
