@@ -192,7 +192,8 @@ def free_energy_check(res, labels_ladder, n) -> dict:
     betas = res.betas[0, ::-1]                                  # ascending, ends at 1
     nloss = n * res.loss_ladder[:, ::-1].transpose(1, 0, 2)     # (K, chains, draws)
     lab = labels_ladder[:, ::-1].transpose(1, 0, 2)
-    fe = phases.phase_free_energies(betas, nloss, lab, (DEG, TRUE))
+    # anchor: the hottest level with >= 50 draws of each phase (a rarer phase's log P is too noisy)
+    fe = phases.phase_free_energies(betas, nloss, lab, (DEG, TRUE), min_count=50)
     dF, se = float(fe.delta[0, 1]), float(fe.delta_se[0, 1])
     chk = phases.occupancy_check(lab[-1], DEG, TRUE, dF, se)
     clean = lambda v: None if v is None or not math.isfinite(v) else float(v)
