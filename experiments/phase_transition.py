@@ -28,7 +28,7 @@
 # two independent groups of chains must agree, and the beta = 1 occupancy must match the
 # per-phase free energies computed from the whole ladder (`slt.phases`).
 #
-# Full run: `python experiments/phase_transition.py` (timings in the results JSON).
+# Full run (about 20 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
 # The test suite executes this notebook with tiny settings (`SLT_PHASE_ARGS="--small"`).
 #
 # This notebook is `experiments/phase_transition.py` (the source; jupytext pairs the two). The
@@ -329,12 +329,15 @@ def plot_share(ax, xs, results, xlabel, title, logx=False):
             label=r"predicted $1/(1+e^{F_{deg}-F_{true}})$, per-phase TI over the ladder")
     ax.fill_between(xs, p - 2 * p_se, p + 2 * p_se, color="k", alpha=0.12, lw=0)
     for x, r in zip(xs, results):
-        if r.get("share_z") is not None:
-            ax.annotate(f"z={r['share_z']:.1f}", (x, 1.02), ha="center", fontsize=7)
+        text = "withheld" if r.get("share_z") is None else f"z={r['share_z']:.1f}"
+        ax.annotate(text, (x, 1.02), ha="center", fontsize=7)
     ax.set(xlabel=xlabel, ylabel="degenerate share", ylim=(-0.05, 1.1), title=title)
     if logx:
         ax.set_xscale("log")
         ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+    else:
+        pad = 0.05 * (max(xs) - min(xs)) + 1e-3
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)
 
 
 fig, ((ax_t, ax_n), (ax_ft, ax_fn)) = plt.subplots(2, 2, figsize=(12, 9.5))
