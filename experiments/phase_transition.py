@@ -22,7 +22,13 @@
 # the free energy `F ~ n L_n + lambda log n` then prefers it. Published: the degenerate phase
 # appears near `t ~ 1.16` and dominates by `t ~ 1.3`.
 #
-# Full run (about 15 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
+# Every point is sampled **from prior starts only**, by replica exchange (`slt.replica`:
+# non-reversible parallel tempering, every chain a ladder of temperatures from beta = 1 down to
+# near the prior). Two checks make the occupancies trustworthy without hand-placed starts:
+# two independent groups of chains must agree, and the beta = 1 occupancy must match the
+# per-phase free energies computed from the whole ladder (`slt.phases`).
+#
+# Full run (about 20 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
 # The test suite executes this notebook with tiny settings (`SLT_PHASE_ARGS="--small"`).
 #
 # This notebook is `experiments/phase_transition.py` (the source; jupytext pairs the two). The
@@ -53,7 +59,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from slt import config as config_mod
-from slt import data, models, optimize, progress, samplers, symmetry
+from slt import data, models, optimize, phases, progress, replica, samplers, symmetry
 from slt.plots import geometry as gplots
 from slt.posterior import Problem
 
@@ -76,16 +82,21 @@ argv = (shlex.split(os.environ.get("SLT_PHASE_ARGS", "")) if "ipykernel" in sys.
         else sys.argv[1:])
 args = parser.parse_args(argv)
 SMALL_OVERRIDES = ["data.n=400", "sampler.num_chains=4", "sampler.num_warmup=40",
-                   "sampler.num_samples=40", "sampler.max_tree_depth=4", "phase.t=[1.0, 1.4]",
-                   "phase.n=[400]", "phase.t_for_n=1.4", "phase.pictures=[1.0, 1.4]"]
+                   "sampler.num_samples=40", "sampler.num_temperatures=4", "sampler.num_steps=8",
+                   "phase.t=[1.0, 1.4]", "phase.n=[400]", "phase.t_for_n=1.4",
+                   "phase.pictures=[1.0, 1.4]"]
 overrides = (SMALL_OVERRIDES if args.small else []) + args.overrides
 cfg = config_mod.load(args.config, overrides)
 ph, sc = cfg.phase, cfg.sampler
 out_dir = Path(args.out) if args.out else (ROOT / "figures" if not args.small else
                                            Path(os.environ.get("TMPDIR", "/tmp")) / "slt-phase-small")
 out_dir.mkdir(parents=True, exist_ok=True)
-print(f"n={cfg.data.n}, chains={sc.num_chains}, warmup={sc.num_warmup}, samples={sc.num_samples}, "
-      f"t={ph.t}, n-sweep={ph.n} at t={ph.t_for_n}; figures -> {out_dir}")
+if sc.method != "replica":
+    raise SystemExit(f"sampler.method: this experiment samples with replica exchange from prior "
+                     f"starts; set sampler.method: replica (got {sc.method!r})")
+print(f"n={cfg.data.n}, chains={sc.num_chains} (2 groups), {sc.num_temperatures} temperatures down to "
+      f"beta={sc.beta_min:g}, warmup={sc.num_warmup}, samples={sc.num_samples}, t={ph.t}, "
+      f"n-sweep={ph.n} at t={ph.t_for_n}; figures -> {out_dir}")
 
 # %% [markdown]
 # ## The family of truths, the degenerate competitor, and the asymptotic prediction
@@ -137,101 +148,111 @@ def predicted_degenerate(n: int, dL: float) -> float:
 
 
 # %% [markdown]
-# ## Sampling: many chains from dispersed and targeted starts
+# ## Sampling: replica exchange from prior starts, two independent groups of chains
 #
-# NUTS can stay in one phase for a long time, so every point runs `num_chains` chains in two
-# independent groups: group A starts from prior draws, group B half near the true set and
-# half near the degenerate minimum (jittered). If the occupancies of the two groups agree
-# and chains switch phase, the occupancy is not an artefact of the starts; where they
-# disagree the figure shows it (triangles). Each point also records a per-phase local
-# learning coefficient `lambda_k = E[n L_n | phase k] - n L_min,k` (beta = 1) and the
-# free-energy occupancy it implies; that estimate multiplies lambda errors by log n (~9) and
-# is reported as a diagnostic only (see notes/geometry.md).
+# Every chain starts from a prior draw and is a whole ladder of `num_temperatures` betas,
+# geometric from 1 down to `beta_min` (fixed, the same for every chain, so that each level's
+# draws can be pooled over chains for the per-phase integrals below), with neighbour swaps
+# every transition (non-reversible even/odd scheme). The chains form two groups (first and
+# second half); their occupancies agree within their errors (z-score per phase) if the sampler
+# is not trapped: nothing in the starts favours a phase.
+#
+# **Free energy per phase** (`slt.phases`). The draws at every level are labelled by phase. With
+# `Z_a(beta)` the partition function restricted to phase a,
+# `d log Z_a / d beta = -E_{beta,a}[n L_n]`, so
+# `F_a - F_b = -log(P_beta0(a) / P_beta0(b)) + int_beta0^1 (E_{beta,a} - E_{beta,b})[n L_n] dbeta`
+# with `beta0` the lowest level at which both phases are visited. At beta = 1 the occupancy
+# share of the degenerate phase among {true, degenerate} must then equal
+# `1 / (1 + exp(F_deg - F_true))`: the integral uses only within-phase energies along the
+# ladder and the hot level's occupancies, so a sampler trapped at beta = 1 fails the check.
 
 
 # %%
-def starts(key, w_true, w_deg, num_chains: int):
-    k_a, k_b, k_c = jax.random.split(key, 3)
-    num_b = int(round(ph.targeted_starts * num_chains))
-    num_a = num_chains - num_b
-    prior = samplers.prior_draws(k_a, num_a, models.num_params(SPEC),
-                                 cfg.model.prior_std)
-    half = num_b // 2
-    near_true = w_true[None] + 0.05 * jax.random.normal(k_b, (half, w_true.size))
-    # degenerate: node 2 switched off with random input weights (q2 ~ 0)
-    jit = jax.random.normal(k_c, (num_b - half, w_deg.size))
-    near_deg = w_deg[None] + 0.05 * jit
-    near_deg = near_deg.at[:, jnp.array([2, 3, 5])].set(jit[:, jnp.array([2, 3, 5])])
-    near_deg = near_deg.at[:, 7].set(0.01 * jit[:, 7])
-    init = jnp.concatenate([prior, near_true, near_deg]).astype(jnp.float32)
-    group = np.array([0] * num_a + [1] * num_b)
-    return init, group
+TRUE, DEG = symmetry.PHASES.index("true"), symmetry.PHASES.index("degenerate")
 
 
-def phase_free_energies(r: dict) -> dict:
-    """Per-phase free energies from per-phase draws: ``F_k ~ n L_min,k + lambda_k log n`` with
-    ``lambda_k = E[n L_n | phase k] - n L_min,k`` (at beta = 1, ``E^beta[n L_n] ~ n L_min +
-    lambda / beta``: a local learning coefficient from the draws of that phase). Chains stuck
-    in one phase still give each phase's *local* average, so this comparison does not need
-    chains to cross between phases. A phase with fewer than 10 draws falls back to the
-    derived lambda. ``r`` is one result record (occupancy and mean L_n per phase)."""
-    n, occ, ml = r["n"], np.asarray(r["occupancy"]), np.asarray(r["mean_loss"], float)
-    total = r["num_draws"]
-    w_two = occ[0] + occ[3]                       # two kinks: true or other
-    mean_two = (np.nansum([occ[0] * ml[0], occ[3] * ml[3]]) / w_two) if w_two > 0 else None
-    lam_two = n * (mean_two - r["L_true_min"]) if w_two * total >= 10 else None
-    lam_deg = n * (ml[1] - r["L_deg_min"]) if occ[1] * total >= 10 else None
-    F_two = n * r["L_true_min"] + (LAMBDA_TRUE if lam_two is None else lam_two) * math.log(n)
-    F_deg = n * r["L_deg_min"] + (LAMBDA_DEG if lam_deg is None else lam_deg) * math.log(n)
-    z = min(F_deg - F_two, 700.0)
-    return {"lambda_two_node": lam_two, "lambda_degenerate": lam_deg, "F_two_node": F_two,
-            "F_degenerate": F_deg, "free_energy_degenerate": 1.0 / (1.0 + math.exp(z))}
+def max_abs(zs):
+    """The largest |z| (None, i.e. one group alone in a phase with no spread, counts as infinite)."""
+    return math.inf if any(z is None for z in zs) else max(abs(z) for z in zs)
+
+
+def group_agreement(labels, loss, group) -> dict:
+    """Occupancy of every phase in each chain group and the z-score of their difference."""
+    occ = [symmetry.phase_occupancy(labels[group == g], loss[group == g]) for g in (0, 1)]
+    diff = occ[0].occupancy - occ[1].occupancy
+    comb = np.hypot(occ[0].se, occ[1].se)
+    z = [float(d / c) if c > 0 else (0.0 if d == 0 else None) for d, c in zip(diff, comb)]
+    return {"group_occupancy": [o.occupancy.tolist() for o in occ], "group_se_all": [o.se.tolist() for o in occ],
+            "group_z": z, "group_degenerate": [float(o.occupancy[DEG]) for o in occ],
+            "group_se": [float(o.se[DEG]) for o in occ]}
+
+
+def free_energy_check(res, labels_ladder, n) -> dict:
+    """Per-phase free energies (true, degenerate) from every level, and the beta = 1 check."""
+    betas = res.betas[0, ::-1]                                  # ascending, ends at 1
+    nloss = n * res.loss_ladder[:, ::-1].transpose(1, 0, 2)     # (K, chains, draws)
+    lab = labels_ladder[:, ::-1].transpose(1, 0, 2)
+    # anchor: the hottest level with >= 50 draws of each phase (a rarer phase's log P is too noisy)
+    fe = phases.phase_free_energies(betas, nloss, lab, (DEG, TRUE), min_count=50)
+    dF, se = float(fe.delta[0, 1]), float(fe.delta_se[0, 1])
+    chk = phases.occupancy_check(lab[-1], DEG, TRUE, dF, se)
+    clean = lambda v: None if v is None or not math.isfinite(v) else float(v)
+    return {"F_deg_minus_true": clean(dF), "F_deg_minus_true_se": clean(se), "beta0": clean(fe.beta0),
+            "occupancy_beta0": [clean(v) for v in fe.occupancy_beta0],
+            "share_measured": clean(chk.measured), "share_measured_se": clean(chk.measured_se),
+            "share_predicted": clean(chk.predicted), "share_predicted_se": clean(chk.predicted_se),
+            "share_z": clean(chk.z), "log_ratio_measured": clean(chk.log_ratio),
+            "log_ratio_measured_se": clean(chk.log_ratio_se),
+            "free_energy_withheld": fe.withheld or chk.withheld}
 
 
 def run_point(t: float, n: int, index: int) -> dict:
     t0 = time.perf_counter()
     problem = make_problem(t, n, index)
     L_true, L_deg, w_true_min, w_deg = phase_minima(problem, t)
-    init, group = starts(jax.random.fold_in(jax.random.fold_in(root, 1000 + index), n),
-                         jnp.asarray(w_true_min, jnp.float32), w_deg, sc.num_chains)
-    res = samplers.sample(jax.random.fold_in(jax.random.fold_in(root, 2000 + index), n), problem,
-                          init, 1.0, method=sc.method, num_warmup=sc.num_warmup,
-                          num_samples=sc.num_samples, max_tree_depth=sc.max_tree_depth,
-                          dense_mass=sc.dense_mass, target_accept=sc.target_accept,
-                          progress_bar=False)
+    init = samplers.prior_draws(jax.random.fold_in(jax.random.fold_in(root, 1000 + index), n),
+                                sc.num_chains, models.num_params(SPEC), cfg.model.prior_std)
+    group = (np.arange(sc.num_chains) >= sc.num_chains // 2).astype(int)
+    ladder = replica.initial_ladder(sc.num_temperatures, sc.beta_min)
+    res = replica.sample_problem(jax.random.fold_in(jax.random.fold_in(root, 2000 + index), n), problem,
+                                 init, betas=ladder, adapt_ladder=False, num_warmup=sc.num_warmup,
+                                 num_samples=sc.num_samples, num_steps=sc.num_steps,
+                                 swap_interval=sc.swap_interval, target_accept=sc.target_accept,
+                                 keep_ladder=True)
+    good = replica.valid_chains(res)      # chains with a non-finite L_n anywhere are left out
     tw = np.asarray(truth_w(t))
     xs = np.asarray(problem.x[:2000])
-    lab = symmetry.classify_phases(SPEC, res.positions, tw, xs, rms_tol=ph.rms_tol)
-    occ = symmetry.phase_occupancy(lab.labels, res.loss)
-    by_group = [symmetry.phase_occupancy(lab.labels[group == g], res.loss[group == g])
-                for g in (0, 1) if (group == g).sum() >= 2]
-    deg = symmetry.PHASES.index("degenerate")
-    w_hat = symmetry.canonicalise(SPEC, symmetry.normalise(SPEC, jnp.asarray(res.positions)),
+    lab_all = symmetry.classify_phases(SPEC, res.positions_ladder[good], tw, xs, rms_tol=ph.rms_tol)
+    labels, loss, positions = lab_all.labels[:, 0], res.loss[good], res.positions[good]
+    occ = symmetry.phase_occupancy(labels, loss)
+    w_hat = symmetry.canonicalise(SPEC, symmetry.normalise(SPEC, jnp.asarray(positions)),
                                   reference=jnp.asarray(tw))
     dL = L_deg - L_true
     out = {
         "t": t, "n": n, "occupancy": occ.occupancy.tolist(), "se": occ.se.tolist(),
         "se_ess": occ.se_ess.tolist(), "se_chain": occ.se_chain.tolist(),
         "mean_loss": occ.mean_loss.tolist(), "switches": occ.switches.tolist(),
-        "per_chain_degenerate": occ.per_chain[:, deg].tolist(),
-        "group_degenerate": [float(g.occupancy[deg]) for g in by_group],
-        "group_se": [float(g.se[deg]) for g in by_group],
+        "per_chain_degenerate": occ.per_chain[:, DEG].tolist(),
+        **group_agreement(labels, loss, group[good]),
         "L_true_min": L_true, "L_deg_min": L_deg, "n_dL": n * dL,
-        "predicted_degenerate": predicted_degenerate(n, dL), "num_draws": int(lab.labels.size),
-        "divergences": int(res.diverging.sum()), "mean_tree_steps": float(res.num_steps.mean()),
-        "seconds": time.perf_counter() - t0,
+        "predicted_degenerate": predicted_degenerate(n, dL), "num_draws": int(labels.size),
+        **free_energy_check(res._replace(betas=res.betas[good], loss_ladder=res.loss_ladder[good]),
+                            lab_all.labels, n),
+        "betas": res.betas[0].tolist(), "swap_accept": res.swap_accept[good].mean(0).tolist(),
+        "round_trips": res.round_trips.tolist(), "invalid_chains": int((~res.valid).sum()),
+        "divergences": int(res.diverging.sum()), "seconds": time.perf_counter() - t0,
     }
-    fe = phase_free_energies(out)
-    out.update(fe)
-    progress.write(f"t={t:.3f} n={n}: degenerate {occ.occupancy[deg]:.2f} +- {occ.se[deg]:.2f} "
-          f"(groups {[round(g, 2) for g in out['group_degenerate']]}), true "
-          f"{occ.occupancy[0]:.2f}, other {occ.occupancy[3]:.2f}; n dL = {n * dL:.1f} vs "
-          f"1.5 log n = {1.5 * math.log(n):.1f}; lambda-hat two-node {fe['lambda_two_node']}, "
-          f"degenerate {fe['lambda_degenerate']}; free-energy occupancy "
-          f"{fe['free_energy_degenerate']:.2f}; switches/chain {occ.switches.mean():.1f}; "
-          f"{out['seconds']:.0f} s", stream=sys.stdout)   # above the progress bar
-    keep = {"w_hat": np.asarray(symmetry.split(SPEC, w_hat).W), "loss": res.loss,
-            "labels": lab.labels, "truth_nodes": np.asarray(symmetry.split(SPEC, jnp.asarray(tw)).W)
+    fmt = lambda v, f=".2f": "withheld" if v is None else format(v, f)
+    progress.write(f"t={t:.3f} n={n}: degenerate {occ.occupancy[DEG]:.2f} +- {occ.se[DEG]:.2f} "
+                   f"(groups {[round(g, 2) for g in out['group_degenerate']]}, max |z| over phases "
+                   f"{max_abs(out['group_z']):.1f}), true {occ.occupancy[TRUE]:.2f}, other "
+                   f"{occ.occupancy[3]:.2f}; n dL = {n * dL:.1f} vs 1.5 log n = {1.5 * math.log(n):.1f}; "
+                   f"F_deg - F_true = {fmt(out['F_deg_minus_true'])} +- {fmt(out['F_deg_minus_true_se'])}: "
+                   f"degenerate share {fmt(out['share_measured'])} measured vs {fmt(out['share_predicted'])} "
+                   f"predicted (z = {fmt(out['share_z'], '.1f')}); round trips/chain "
+                   f"{res.round_trips.mean():.1f}; {out['seconds']:.0f} s", stream=sys.stdout)
+    keep = {"w_hat": np.asarray(symmetry.split(SPEC, w_hat).W), "loss": loss,
+            "labels": labels, "truth_nodes": np.asarray(symmetry.split(SPEC, jnp.asarray(tw)).W)
             * abs(ph.q), "L_truth": float(problem.loss(jnp.asarray(tw)))}
     return out, keep
 
@@ -243,9 +264,6 @@ def run_point(t: float, n: int, index: int) -> dict:
 results_t, pictures = [], {}
 if args.replot:
     saved = json.loads((out_dir / "phase_transition.json").read_text())
-    for r in saved["by_t"] + saved["by_n"]:
-        r.setdefault("num_draws", saved["settings"]["num_chains"] * saved["settings"]["num_samples"])
-        r.update(phase_free_energies(r))
     results_t = saved["by_t"]
 # one bar over every point of both sweeps (terminals only: time left, not in notebooks or CI)
 points_bar = progress.bar(0 if args.replot else len(ph.t) + len(ph.n), "phase transition", unit="point")
@@ -293,13 +311,36 @@ def table(results):
 
 def plot_groups(ax, xs, results):
     """The convergence check on the figure: degenerate occupancy of each chain group."""
-    for g, (marker, text) in enumerate([("^", "prior starts"), ("v", "true/degenerate starts")]):
+    for g, (marker, text) in enumerate([("^", "group A"), ("v", "group B")]):
         ys = [r["group_degenerate"][g] if len(r["group_degenerate"]) > g else np.nan for r in results]
         ax.plot(xs, ys, marker, color="C3", mfc="none", ms=6, ls="none",
-                label=f"degenerate, chains from {text}")
+                label=f"degenerate, {text} (prior starts)")
 
 
-fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 5.2))
+def plot_share(ax, xs, results, xlabel, title, logx=False):
+    """The free-energy check: degenerate share among {true, degenerate} at beta = 1, measured
+    from the draws and predicted by the per-phase free energies (withheld points left out)."""
+    get = lambda key: np.array([np.nan if r.get(key) is None else r[key] for r in results], float)
+    m, m_se, p, p_se = (get(k) for k in ("share_measured", "share_measured_se", "share_predicted",
+                                         "share_predicted_se"))
+    ax.errorbar(xs, m, yerr=2 * m_se, fmt="o", color="C3", capsize=3,
+                label="degenerate share P(deg) / (P(deg) + P(true)), measured at beta = 1 (2 se)")
+    ax.plot(xs, p, "s--", color="k", mfc="none", lw=1,
+            label=r"predicted $1/(1+e^{F_{deg}-F_{true}})$, per-phase TI over the ladder")
+    ax.fill_between(xs, p - 2 * p_se, p + 2 * p_se, color="k", alpha=0.12, lw=0)
+    for x, r in zip(xs, results):
+        text = "withheld" if r.get("share_z") is None else f"z={r['share_z']:.1f}"
+        ax.annotate(text, (x, 1.02), ha="center", fontsize=7)
+    ax.set(xlabel=xlabel, ylabel="degenerate share", ylim=(-0.05, 1.1), title=title)
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+    else:
+        pad = 0.05 * (max(xs) - min(xs)) + 1e-3
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)
+
+
+fig, ((ax_t, ax_n), (ax_ft, ax_fn)) = plt.subplots(2, 2, figsize=(12, 9.5))
 ts = [r["t"] for r in results_t]
 occ, se = table(results_t)
 gplots.phase_occupancy(ts, occ, se, names, xlabel="t (true nodes at angles t and pi - t)",
@@ -314,13 +355,17 @@ gplots.phase_occupancy(ns, occ_n, se_n, names, xlabel="n", ax=ax_n, logx=True,
                        title=f"the same trade-off in n at t = {ph.t_for_n}")
 ax_n.plot(ns, [r["predicted_degenerate"] for r in results_n], "k--", lw=1, label="asymptotic")
 plot_groups(ax_n, ns, results_n)
-fig.suptitle(f"Two-node ReLU {TRUTH_TEXT}; x~U[-1,1]^2; NUTS, {sc.num_chains} chains x "
+plot_share(ax_ft, ts, results_t, "t", f"occupancy vs per-phase free energies, n = {cfg.data.n}")
+plot_share(ax_fn, ns, results_n, "n", f"the same at t = {ph.t_for_n}", logx=True)
+fig.suptitle(f"Two-node ReLU {TRUTH_TEXT}; x~U[-1,1]^2; replica exchange from prior starts, "
+             f"{sc.num_chains} chains (2 groups) x {sc.num_temperatures} temperatures x "
              f"{sc.num_samples} draws per point", fontsize=9)
 handles, labels = ax_t.get_legend_handles_labels()
+h2, l2 = ax_ft.get_legend_handles_labels()
 for a in (ax_t, ax_n):
     if a.get_legend() is not None:
         a.get_legend().remove()
-fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+fig.legend(handles + h2, labels + l2, loc="lower center", ncol=3, fontsize=8, frameon=False)
 fig.tight_layout(rect=(0, 0.1, 1, 1))
 fig.savefig(out_dir / "phase_transition_occupancy.png", dpi=110)
 
@@ -378,28 +423,35 @@ def crossing(results, key="occupancy"):
     return None
 
 
-deg = names.index("degenerate")
-agreement = []
-for r in results_t + [r for r in results_n if r not in results_t]:
-    if len(r["group_degenerate"]) == 2:
-        diff = r["group_degenerate"][0] - r["group_degenerate"][1]
-        comb = math.hypot(*r["group_se"])
-        agreement.append({"t": r["t"], "n": r["n"], "diff": diff, "z": diff / comb if comb > 0 else None})
+points = results_t + [r for r in results_n if r not in results_t]
+agreement = [{"t": r["t"], "n": r["n"], "z": r["group_z"], "max_abs_z": max_abs(r["group_z"]),
+              "diff_degenerate": r["group_degenerate"][0] - r["group_degenerate"][1]} for r in points]
+fe_check = [{"t": r["t"], "n": r["n"], **{k: r[k] for k in (
+    "F_deg_minus_true", "F_deg_minus_true_se", "share_measured", "share_measured_se", "share_predicted",
+    "share_predicted_se", "share_z", "free_energy_withheld")}} for r in points]
+finite = lambda v: None if v is None or not math.isfinite(v) else v
 summary = {
-    "settings": {"n": cfg.data.n, "num_chains": sc.num_chains, "num_warmup": sc.num_warmup,
-                 "num_samples": sc.num_samples, "max_tree_depth": sc.max_tree_depth,
-                 "dense_mass": sc.dense_mass, "rms_tol": ph.rms_tol},
+    "settings": {"n": cfg.data.n, "method": sc.method, "num_chains": sc.num_chains,
+                 "num_temperatures": sc.num_temperatures, "beta_min": sc.beta_min,
+                 "num_warmup": sc.num_warmup, "num_samples": sc.num_samples, "num_steps": sc.num_steps,
+                 "swap_interval": sc.swap_interval, "init": "prior", "rms_tol": ph.rms_tol},
     "phases": list(names), "by_t": results_t, "by_n": results_n,
     "half_degenerate_t_measured": crossing(results_t),
     "half_degenerate_t_predicted": crossing([{"t": r["t"], "p": r["predicted_degenerate"]}
                                             for r in results_t], key="p"),
-    "half_degenerate_t_free_energy": crossing([{"t": r["t"], "p": r["free_energy_degenerate"]}
-                                              for r in results_t], key="p"),
     "group_agreement": agreement,
+    "group_max_abs_z": finite(max((a["max_abs_z"] for a in agreement), default=None)),
+    "free_energy_check": fe_check,
+    "free_energy_max_abs_z": max((abs(c["share_z"]) for c in fe_check if c["share_z"] is not None),
+                                 default=None),
+    "seconds": sum(r["seconds"] for r in points) if not args.replot else saved.get("seconds"),
 }
 (out_dir / "phase_transition.json").write_text(json.dumps(summary, indent=1))
 print("degenerate occupancy reaches 1/2 at t =", summary["half_degenerate_t_measured"],
-      "(asymptotic prediction", summary["half_degenerate_t_predicted"], "; per-phase free energies",
-      summary["half_degenerate_t_free_energy"], ")")
-for a in agreement:
-    print(f"t={a['t']}, n={a['n']}: group A - group B = {a['diff']:+.2f} (z = {a['z']})")
+      "(asymptotic prediction", summary["half_degenerate_t_predicted"], ")")
+for a, c in zip(agreement, fe_check):
+    zs = ", ".join("-" if z is None else f"{z:+.1f}" for z in a["z"])
+    share = ("withheld: " + c["free_energy_withheld"] if c["share_z"] is None else
+             f"{c['share_measured']:.3f} +- {c['share_measured_se']:.3f} measured vs "
+             f"{c['share_predicted']:.3f} +- {c['share_predicted_se']:.3f} predicted (z = {c['share_z']:+.1f})")
+    print(f"t={a['t']}, n={a['n']}: group A vs B z per phase [{zs}]; degenerate share {share}")

@@ -273,10 +273,6 @@ class PhaseConfig:
     q: float = _field(1.0, doc="output weight of both true nodes")
     rms_tol: float = _field(0.02, check=positive, doc="phase labels: a node counts when the RMS "
                             "of its non-affine part exceeds this (units of y)")
-    targeted_starts: float = _field(0.5, check=lambda v: None if 0 <= v <= 1 else
-                                    f"must be in [0, 1], got {v}",
-                                    doc="fraction of chains started near the true set (half) and "
-                                        "the degenerate minimum (half); the rest from the prior")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,7 @@ class ReplicaResult(NamedTuple):
     nan_count: np.ndarray      # (chains,)           non-finite L_n values over all levels and draws
     valid: np.ndarray          # (chains,)           bool: nan_count == 0
     num_steps: int             # leapfrog steps per transition
+    positions_ladder: np.ndarray | None = None  # (chains, K, draws, d) every level (keep_ladder=True)
 
 
 class _Ladder(NamedTuple):
@@ -147,7 +148,7 @@ def warmup_rounds(num_warmup: int, num_rounds: int) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- one chain
 def _make_chain(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_interval,
-                rounds, target, adapt_ladder):
+                rounds, target, adapt_ladder, keep_ladder=False):
     """``run(key, positions (K, d), betas (K,), step_size (K,), n, data)`` for one ladder."""
 
     def run(key, positions, betas, eps0, n, data):
@@ -236,7 +237,8 @@ def _make_chain(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_
         def sample_body(s, i):
             s, info, kswap = transition(jax.random.fold_in(key_s, i), s, False)
             s = maybe_swap(kswap, s, i, True)
-            out = (s.hmc.position[0], s.hmc.loss, info.accept_prob[0], info.diverging[0])
+            out = (s.hmc.position if keep_ladder else s.hmc.position[0], s.hmc.loss,
+                   info.accept_prob[0], info.diverging[0])
             return s, out
 
         s, (pos, loss, acc, div) = jax.lax.scan(sample_body, s, jnp.arange(num_samples))
@@ -250,9 +252,9 @@ def _make_chain(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_
 
 @functools.lru_cache(maxsize=None)
 def _compiled(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_interval, rounds,
-              target, adapt_ladder, num_devices):
+              target, adapt_ladder, num_devices, keep_ladder=False):
     run = _make_chain(log_prior_fn, loss_fn, num_warmup, num_samples, num_steps, swap_interval,
-                      rounds, target, adapt_ladder)
+                      rounds, target, adapt_ladder, keep_ladder)
     fn = jax.vmap(run, in_axes=(0, 0, 0, 0, None, None))
     if num_devices > 1:
         mesh = Mesh(np.array(jax.devices()[:num_devices]), ("chains",))
@@ -266,7 +268,7 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
            num_temperatures: int = 8, beta_min: float = 1e-3, beta_max: float = 1.0, betas=None,
            num_warmup: int = 1000, num_samples: int = 1000, num_steps: int = 16,
            swap_interval: int = 1, num_rounds: int = 5, adapt_ladder: bool = True,
-           target_accept: float = 0.8, step_size=None) -> ReplicaResult:
+           target_accept: float = 0.8, step_size=None, keep_ladder: bool = False) -> ReplicaResult:
     """Non-reversible parallel tempering on ``log phi(w) - n beta L_n(w)``, one ladder per chain.
 
     Args:
@@ -281,6 +283,8 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
       swap_interval: HMC transitions between swap events.
       num_rounds: ladder-adaptation rounds of doubling length (fewer if the warmup is short).
       step_size: initial step size per level (K,) or scalar; default ``0.5 / sqrt(1 + n beta)``.
+      keep_ladder: also return every level's draws (``positions_ladder``), e.g. to label them by
+        phase for per-phase thermodynamic integration (:mod:`slt.phases`).
 
     Returns: :class:`ReplicaResult`.
     """
@@ -312,15 +316,20 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         ndev -= 1
     rounds = warmup_rounds(int(num_warmup), int(num_rounds))
     fn = _compiled(log_prior_fn, loss_fn, int(num_warmup), int(num_samples), int(num_steps),
-                   int(swap_interval), rounds, float(target_accept), bool(adapt_ladder), ndev)
+                   int(swap_interval), rounds, float(target_accept), bool(adapt_ladder), ndev,
+                   bool(keep_ladder))
     out = fn(keys, init_positions.astype(dtype), jnp.broadcast_to(jnp.asarray(betas, dtype), (nc, k)),
              jnp.broadcast_to(jnp.asarray(eps0, dtype), (nc, k)), jnp.asarray(n, dtype), data)
     pos, loss_ladder, b, acc_swap, trips, acc, div, eps, warm, nans = (np.asarray(o) for o in out)
+    ladder = None
+    if keep_ladder:   # (chains, draws, K, d) -> the target level and (chains, K, draws, d)
+        ladder, pos = pos.transpose(0, 2, 1, 3), pos[:, :, 0]
     nans = nans.astype(int)
     return ReplicaResult(positions=pos, loss=loss_ladder[:, 0], loss_ladder=loss_ladder, betas=b,
                          swap_accept=acc_swap, round_trips=trips.astype(int), accept_prob=acc,
                          diverging=div.astype(bool), step_size=eps, warmup_loss=warm,
-                         nan_count=nans, valid=nans == 0, num_steps=int(num_steps))
+                         nan_count=nans, valid=nans == 0, num_steps=int(num_steps),
+                         positions_ladder=ladder)
 
 
 def _problem_log_prior(w, problem):
