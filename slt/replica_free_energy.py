@@ -70,7 +70,9 @@ def free_energy(res: ReplicaResult, n) -> ReplicaFreeEnergy:
     :func:`log_trapezoid_weights` (the replica ladder is about geometric; the rule in
     ``beta^(1/4)`` of :func:`slt.free_energy.thermodynamic_integration` is biased on it), and
     ``SS_c`` by :func:`slt.free_energy.stepping_stone` (Xie et al. 2011). Chains are independent
-    replicates, so the standard error of the mean is their spread over ``sqrt(C)``; TI adds the
+    replicates, so the standard error of the mean is their spread over ``sqrt(C)`` (at least the
+    pooled within-chain Monte Carlo error over ``sqrt(C)``: a spread of 2-3 chains can come out far
+    too small); TI adds the
     chains' mean quadrature error (a bias that averaging does not remove). Chains with a
     non-finite ``L_n`` are left out (never averaged in).
 
@@ -100,9 +102,12 @@ def free_energy(res: ReplicaResult, n) -> ReplicaFreeEnergy:
     k = len(chains)
 
     def se(values, within):
+        # the between-chain spread, but never below what the chains' own Monte Carlo errors imply:
+        # with 2-3 chains the spread alone can come out far too small
+        pooled = float(np.sqrt(np.mean(np.square(within)) / k))
         if k >= 2:
-            return float(values.std(ddof=1) / np.sqrt(k))
-        return float(within[0])
+            return max(float(values.std(ddof=1) / np.sqrt(k)), pooled)
+        return pooled
 
     return ReplicaFreeEnergy(float(ti.mean()), float(np.hypot(se(ti, ti_se), np.mean(quad))),
                              float(ss.mean()), se(ss, ss_se), ti, ss, chains)

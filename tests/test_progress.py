@@ -104,7 +104,7 @@ def test_slt_sweep_on_a_terminal_shows_points_and_stages(tmp_path):
         assert cli.main(["sweep", str(cfg), "--out", str(tmp_path / "a")]) == 0
     err = tty.getvalue()
     assert "lin sweep" in err and max(int(m.group(1)) for m in ETA.finditer(err)) == 2
-    assert "free_energy (1/1)" in err and "betas x 2 chains" in err
+    assert "free_energy (1/1)" in err and "2 ladders x 3 temperatures" in err   # the replica path's note
     assert "[sweep] n=30_seed=0 ..." in err                     # the log lines are still there
     # --quiet on the same terminal: no progress, no log (two more points, same shapes: no compile)
     tty = FakeTTY()
