@@ -154,6 +154,56 @@ def trend_test(excess: np.ndarray, rtol: float = TREND_RTOL, atol: float = TREND
 
 
 # ----------------------------------------------------------------------------- estimator
+class _Settings(NamedTuple):
+    loss_fn: Callable
+    nbeta: float
+    auto: bool
+    chunk: int
+    cap: int
+    num_burnin: int
+    num_adapt: int
+    target_accept: float
+
+
+def resolve_settings(sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n, gamma, num_draws,
+                     max_draws, num_burnin, num_adapt, step_size, target_accept) -> _Settings:
+    """Check :func:`estimate_llc`'s arguments and fill its defaults (shared with the batched
+    estimator of :mod:`slt.llc_trajectory`): the loss in ``loss_fn(w, data)`` form, ``nbeta``,
+    whether draws are ``auto``, the first chunk and the cap, burn-in, adaptation, target."""
+    if data is None:
+        loss_fn = _without_data(loss_fn)
+        if batch_loss_fn is not None:
+            raise ValueError("batch_loss_fn needs data (loss_fn(w, data) form)")
+    if nbeta is None:
+        if n is None:
+            raise ValueError("give nbeta, or n for the default n / log n")
+        nbeta = default_nbeta(n)
+    if not nbeta > 0:
+        raise ValueError(f"nbeta must be > 0, got {nbeta}")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    if batch_size is not None:
+        if sampler != "sgld":
+            raise ValueError("minibatches are for SGLD only (MALA, HMC and NUTS need exact gradients)")
+        if batch_loss_fn is None or n is None:
+            raise ValueError("minibatch SGLD needs batch_loss_fn and n")
+    auto = num_draws == "auto"
+    first_chunk, cap = AUTO_DRAWS[sampler]
+    chunk = first_chunk if auto else int(num_draws)
+    cap = chunk if not auto or sampler not in RESUMABLE else int(max_draws or cap)
+    chunk = min(chunk, cap)
+    if num_burnin is None:
+        num_burnin = max(chunk // 10, 50 if sampler == "hmc" else 0)
+    if auto and cap < num_burnin:
+        raise ValueError(f"max_draws ({cap}) must be >= num_burnin ({num_burnin})")
+    if num_adapt is None:
+        num_adapt = (200 if sampler == "hmc" else 400) if (step_size is None or sampler == "nuts") else 0
+    if target_accept is None:
+        target_accept = {"hmc": HMC_TARGET_ACCEPT, "mala": MALA_TARGET_ACCEPT,
+                         "sgld": SGLD_TARGET_ACCEPT, "nuts": 0.8}[sampler]
+    return _Settings(loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept)
+
+
 def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | None = None,
                  n: int | None = None, data=None, gamma: float = 1.0, sampler: str = "hmc",
                  num_chains: int = 8, num_draws: int | str = "auto", max_draws: int | None = None,
@@ -204,37 +254,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     w_star = jnp.asarray(w_star, jnp.result_type(float))
     if w_star.ndim != 1:
         raise ValueError(f"w_star must be a flat (d,) vector, got shape {w_star.shape}")
-    if data is None:
-        loss_fn = _without_data(loss_fn)
-        if batch_loss_fn is not None:
-            raise ValueError("batch_loss_fn needs data (loss_fn(w, data) form)")
-    if nbeta is None:
-        if n is None:
-            raise ValueError("give nbeta, or n for the default n / log n")
-        nbeta = default_nbeta(n)
-    if not nbeta > 0:
-        raise ValueError(f"nbeta must be > 0, got {nbeta}")
-    if gamma < 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma}")
-    if batch_size is not None:
-        if sampler != "sgld":
-            raise ValueError("minibatches are for SGLD only (MALA, HMC and NUTS need exact gradients)")
-        if batch_loss_fn is None or n is None:
-            raise ValueError("minibatch SGLD needs batch_loss_fn and n")
-    auto = num_draws == "auto"
-    first_chunk, cap = AUTO_DRAWS[sampler]
-    chunk = first_chunk if auto else int(num_draws)
-    cap = chunk if not auto or sampler not in RESUMABLE else int(max_draws or cap)
-    chunk = min(chunk, cap)
-    if num_burnin is None:
-        num_burnin = max(chunk // 10, 50 if sampler == "hmc" else 0)
-    if auto and cap < num_burnin:
-        raise ValueError(f"max_draws ({cap}) must be >= num_burnin ({num_burnin})")
-    if num_adapt is None:
-        num_adapt = (200 if sampler == "hmc" else 400) if (step_size is None or sampler == "nuts") else 0
-    if target_accept is None:
-        target_accept = {"hmc": HMC_TARGET_ACCEPT, "mala": MALA_TARGET_ACCEPT,
-                         "sgld": SGLD_TARGET_ACCEPT, "nuts": 0.8}[sampler]
+    loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept = resolve_settings(
+        sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n, gamma, num_draws, max_draws,
+        num_burnin, num_adapt, step_size, target_accept)
     k_curv, k_run = jax.random.split(key)
     dtype = w_star.dtype
     ndev = _num_devices_for(num_chains)

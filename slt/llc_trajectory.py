@@ -133,38 +133,9 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
     w_stars = jnp.asarray(w_stars, jnp.result_type(float))
     if w_stars.ndim != 2:
         raise ValueError(f"w_stars must be (num_checkpoints, d), got shape {w_stars.shape}")
-    if data is None:
-        loss_fn = lc._without_data(loss_fn)
-        if batch_loss_fn is not None:
-            raise ValueError("batch_loss_fn needs data (loss_fn(w, data) form)")
-    if nbeta is None:
-        if n is None:
-            raise ValueError("give nbeta, or n for the default n / log n")
-        nbeta = lc.default_nbeta(n)
-    if not nbeta > 0:
-        raise ValueError(f"nbeta must be > 0, got {nbeta}")
-    if gamma < 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma}")
-    if batch_size is not None:
-        if sampler != "sgld":
-            raise ValueError("minibatches are for SGLD only (MALA, HMC and NUTS need exact gradients)")
-        if batch_loss_fn is None or n is None:
-            raise ValueError("minibatch SGLD needs batch_loss_fn and n")
-    # the same defaults as estimate_llc
-    auto = num_draws == "auto"
-    first_chunk, cap = lc.AUTO_DRAWS[sampler]
-    chunk = first_chunk if auto else int(num_draws)
-    cap = chunk if not auto or sampler not in lc.RESUMABLE else int(max_draws or cap)
-    chunk = min(chunk, cap)
-    if num_burnin is None:
-        num_burnin = max(chunk // 10, 50 if sampler == "hmc" else 0)
-    if auto and cap < num_burnin:
-        raise ValueError(f"max_draws ({cap}) must be >= num_burnin ({num_burnin})")
-    if num_adapt is None:
-        num_adapt = (200 if sampler == "hmc" else 400) if (step_size is None or sampler == "nuts") else 0
-    if target_accept is None:
-        target_accept = {"hmc": lc.HMC_TARGET_ACCEPT, "mala": lc.MALA_TARGET_ACCEPT,
-                         "sgld": lc.SGLD_TARGET_ACCEPT, "nuts": 0.8}[sampler]
+    loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept = lc.resolve_settings(
+        sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n, gamma, num_draws, max_draws,
+        num_burnin, num_adapt, step_size, target_accept)       # the same checks and defaults as estimate_llc
     K, d = w_stars.shape
     dtype = w_stars.dtype
     ndev = lc._num_devices_for(num_chains)
