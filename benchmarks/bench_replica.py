@@ -47,13 +47,14 @@ def measure(method: str, seed: int, args) -> dict:
             res = replica.sample_problem(key, p, init, num_temperatures=args.num_temperatures,
                                          beta_min=args.beta_min, num_warmup=s.num_warmup,
                                          num_samples=s.num_samples, num_steps=args.num_steps,
-                                         swap_interval=args.swap_interval)
+                                         swap_interval=args.swap_interval, target_accept=s.target_accept)
             loss = res.loss
             extra = {"round_trips": res.round_trips.tolist(),
                      "swap_accept_mean": res.swap_accept.mean(0).round(3).tolist(),
                      "betas_chain0": res.betas[0].round(5).tolist(),
                      "nan_chains": int((~res.valid).sum()),
-                     "accept_beta1": float(res.accept_prob.mean())}
+                     "accept_beta1": float(res.accept_prob.mean()),
+                     "divergences": int(res.diverging.sum()), "target_accept": float(s.target_accept)}
         jax.block_until_ready(loss)
         wall = time.perf_counter() - t0
     rhat = float(diagnostics.rhat(loss[..., None])[0])
