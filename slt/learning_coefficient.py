@@ -204,6 +204,30 @@ def resolve_settings(sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n
     return _Settings(loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept)
 
 
+def draw_until_converged(draw_chunk: Callable, chunk: int, cap: int, auto: bool,
+                         converged: Callable, progress: Callable | None = None):
+    """``num_draws: auto``: run ``draw_chunk(i) -> (loss, accept, steps)`` (one compiled chunk
+    program, ``chunk`` draws per chain) with the draws doubling each round (1, 1, 2, 4, ...
+    chunks) until ``converged(losses)`` or ``cap`` draws; without ``auto`` one chunk. Returns
+    the lists (losses, accepts, steps) of the chunks' float64 arrays (draws on the last axis)."""
+    losses, accepts, steps = [], [], []
+    done = i = 0
+    while True:
+        for _ in range(1 if done == 0 else max(1, done // chunk)):
+            if done + chunk > cap:
+                break
+            loss, acc, st = draw_chunk(i)
+            losses.append(np.asarray(loss, np.float64))
+            accepts.append(np.asarray(acc, np.float64))
+            steps.append(np.asarray(st, np.float64))
+            done += chunk
+            i += 1
+        if progress is not None:
+            progress(done, cap)
+        if not auto or done + chunk > cap or converged(losses):
+            return losses, accepts, steps
+
+
 def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | None = None,
                  n: int | None = None, data=None, gamma: float = 1.0, sampler: str = "hmc",
                  num_chains: int = 8, num_draws: int | str = "auto", max_draws: int | None = None,
@@ -274,28 +298,17 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
                                                       k_curv, given_t)
         draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev)
-        losses, accepts, steps = [], [], []
-        done, i = 0, 0
-        while True:
-            # draws double each round (1, 1, 2, 4, ... chunks): the same compiled chunk program
-            rounds = 1 if done == 0 else max(1, done // chunk)
-            for _ in range(rounds):
-                if done + chunk > cap:
-                    break
-                ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
-                states, loss, acc, st = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
-                losses.append(np.asarray(loss, np.float64))
-                accepts.append(np.asarray(acc, np.float64))
-                steps.append(np.asarray(st, np.float64))
-                done += chunk
-                i += 1
-            if progress is not None:
-                progress(done, cap)
-            if not auto or done + chunk > cap:
-                break
+        def draw_chunk(i):
+            nonlocal states
+            ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
+            states, loss, acc, st = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            return loss, acc, st
+
+        def converged(losses):
             excess = float(nbeta) * (np.concatenate(losses, axis=1) - float(loss_star))
-            if not np.isfinite(excess).all() or trend_test(excess).converged:
-                break
+            return not np.isfinite(excess).all() or trend_test(excess).converged
+
+        losses, accepts, steps = draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
         loss, accept = np.concatenate(losses, axis=1), np.concatenate(accepts, axis=1)
         steps_per_draw = float(np.concatenate(steps, axis=1).mean())
         traj = float(traj)

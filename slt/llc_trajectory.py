@@ -158,28 +158,19 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
                         (0, 0, 0, 0, 0, None, None, None, 0))
         fold = jax.jit(jax.vmap(lambda k, i: jax.random.split(jax.random.fold_in(k, 1000 + i), num_chains),
                                 in_axes=(0, None)))
-        losses, accepts, steps = [], [], []
-        done, i = 0, 0
         loss_star_np = np.asarray(loss_star, np.float64)
-        while True:
-            rounds = 1 if done == 0 else max(1, done // chunk)   # doubling, as estimate_llc
-            for _ in range(rounds):
-                if done + chunk > cap:
-                    break
-                states, loss, acc, st = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
-                                             nbeta_a, gamma_a, traj)
-                losses.append(np.asarray(loss, np.float64))
-                accepts.append(np.asarray(acc, np.float64))
-                steps.append(np.asarray(st, np.float64))
-                done += chunk
-                i += 1
-            if progress is not None:
-                progress(done, cap)
-            if not auto or done + chunk > cap:
-                break
+
+        def draw_chunk(i):
+            nonlocal states
+            states, loss, acc, st = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
+                                         nbeta_a, gamma_a, traj)
+            return loss, acc, st
+
+        def converged(losses):   # every checkpoint passes its trend test (or went non-finite)
             excess = float(nbeta) * (np.concatenate(losses, axis=2) - loss_star_np[:, None, None])
-            if all(not np.isfinite(e).all() or lc.trend_test(e).converged for e in excess):
-                break
+            return all(not np.isfinite(e).all() or lc.trend_test(e).converged for e in excess)
+
+        losses, accepts, steps = lc.draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
         loss, accept = np.concatenate(losses, axis=2), np.concatenate(accepts, axis=2)
         steps_per_draw = np.concatenate(steps, axis=2).mean(axis=(1, 2))
         traj = np.asarray(traj, np.float64)
