@@ -71,5 +71,6 @@ def test_stage_replica_path_matches_the_closed_form(tmp_path):
         assert k == "smc" or abs(err) < 0.1, (k, err)     # smc at 256 particles: se ~0.09
     assert f["agree"] is True and len(f["agreement"]) == 3
     assert min(f["sampler"]["round_trips"]) > 0
+    assert f["converged"] is True and f["rhat_beta1"] < 1.05
     assert abs(s["lambda"]["beta_slope"] - s["lambda"]["exact_slope"]) < 4 * s["lambda"]["beta_slope_stderr"]
     assert f["wbic"] is not None and (run_dir / "free_energy.png").stat().st_size > 10_000

@@ -46,15 +46,10 @@ def run(ctx: Context) -> StageOutput:
     if fcfg.sampler == "replica":
         return _run_replica(ctx, fcfg, lcfg)
     betas, i_grid, i_win, i_star = temperatures(n, fcfg, lcfg)
-    if fcfg.init == "truth" and ctx.truth_w is None:
-        ctx.warn("free_energy.init: the truth does not embed into the model; chains start from the prior")
-    how = "prior" if fcfg.init == "truth" and ctx.truth_w is None else fcfg.init
-    if how == "screen":  # the main basin at beta = 1, shared by every temperature's chains
-        start, _ = initial_positions(ctx, fcfg.num_chains, "screen", "free_energy/init")
-        init = jnp.broadcast_to(start, (len(betas), fcfg.num_chains, p.d))
+    if fcfg.init == "screen":  # the main basin at beta = 1, shared by every temperature's chains
+        init = jnp.broadcast_to(_starts(ctx, fcfg, fcfg.num_chains), (len(betas), fcfg.num_chains, p.d))
     else:
-        init = initial_positions(ctx, len(betas) * fcfg.num_chains, how, "free_energy/init")[0].reshape(
-            len(betas), fcfg.num_chains, p.d)
+        init = _starts(ctx, fcfg, len(betas) * fcfg.num_chains).reshape(len(betas), fcfg.num_chains, p.d)
     t0 = time.perf_counter()
     progress.note(f"{len(betas)} betas x {fcfg.num_chains} chains x "
                   f"{fcfg.num_warmup}+{fcfg.num_samples} HMC steps, one compiled program")
@@ -201,12 +196,19 @@ def _run_replica(ctx: Context, fcfg: FreeEnergyConfig, lcfg: LambdaConfig) -> St
     slope = fe.beta_slope(wb_betas[i_win], wm.mean[i_win], wm.mcse[i_win]) if finite_w else None
     # every chain's ladder, pooled (each level's mean from that chain's draws), for the summary and figure
     lb = res.betas[good].astype(float)                               # (chains, K) descending
-    lm = n * res.loss_ladder[good].astype(np.float64).mean(-1)
+    ladder = n * res.loss_ladder[good].astype(np.float64)            # (chains, K, draws)
+    lm = ladder.mean(-1)                                             # (chains, K)
     order = np.argsort(lb.ravel(), kind="stable")
     ladder_betas, ladder_means = lb.ravel()[order], lm.ravel()[order]
-    per_level = np.stack([fe.beta_means(lb[c, ::-1], n * res.loss_ladder[good][c, ::-1, None, :].astype(np.float64)).mcse[::-1]
+    per_level = np.stack([fe.beta_means(lb[c, ::-1], ladder[c, ::-1, None, :]).mcse[::-1]
                           for c in range(len(good))])
     ladder_mcse = per_level.ravel()[order]
+    # convergence: the ladders' beta = 1 levels agree (R-hat of n L_n) and every chain crossed the ladder
+    rhat1 = float(diagnostics.rhat(ladder[:, 0, :, None])[0]) if len(good) >= 2 else float("nan")
+    if rhat1 > 1.05:
+        ctx.warn(f"free_energy: R-hat of n L_n at beta = 1 across the ladders is {rhat1:.3f} > 1.05: the "
+                 "chains disagree; F_n may be off by more than its standard error")
+    converged = bool(len(good) >= 2 and rhat1 <= 1.05 and not never)
     summary = {
         "free_energy": {
             "wbic": wb.wbic if ("wbic" in methods and wb) else None,
@@ -218,7 +220,7 @@ def _run_replica(ctx: Context, fcfg: FreeEnergyConfig, lcfg: LambdaConfig) -> St
             "ti_per_chain": r.ti_per_chain, "stepping_stone_per_chain": r.stepping_stone_per_chain,
             **smc_summary, "exact": exact,
             "betas": ladder_betas, "E_nL_n": ladder_means, "E_nL_n_mcse": ladder_mcse,
-            "nL_n_truth": nL_truth,
+            "nL_n_truth": nL_truth, "rhat_beta1": rhat1, "converged": converged,
             "sampler": {"method": "replica exchange (non-reversible swaps, ladder adapted to equal swap rates)",
                         "num_chains": fcfg.num_chains, "num_temperatures": fcfg.num_betas,
                         "num_warmup": fcfg.num_warmup, "num_samples": fcfg.num_samples,
