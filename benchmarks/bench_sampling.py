@@ -5,11 +5,12 @@ Both run in ONE process on the SAME data: the peer's model, data and settings ar
 its own one-node truth, ``MCMC(NUTS(model))`` with 4 chains x (1000 warmup + 1000 draws),
 ``chain_method="vectorized"``). slt samples the same posterior with :func:`slt.samplers.sample`.
 
-Rows: the peer from its own dispersed starts; "slt default", what ``slt run`` does (every chain
-starts at the best of 16 Adam-optimised prior draws, ``sampler.init: screen``; the screening,
-compile included, is inside the timed wall); "slt from the same starts", slt's sampler from
-exactly the peer's starting points (paired: the sampler alone, trapping luck included). With
-``--start truth`` both start every chain near the truth.
+Rows: the peer from its own dispersed starts; "slt default", what ``slt run`` does (replica
+exchange, 8 temperatures x 16 leapfrog steps, from the peer's starting points; its
+"leapfrog/iter" counts the gradients of all levels); "slt NUTS, screened starts" (every chain at
+the best of 16 Adam-optimised prior draws, the screening inside the timed wall); "slt NUTS from
+the same starts", slt's NUTS from exactly the peer's starting points (paired: the sampler alone,
+trapping luck included). With ``--start truth`` both start every chain near the truth.
 
 The figure of merit is ESS per second on ``L_n``: ArviZ bulk ESS of the per-draw empirical
 loss (computed identically for both from the draws), divided by the wall time of the whole
@@ -138,10 +139,18 @@ def cold():
     jax.clear_caches()   # also the executables behind slt's cached jitted functions
 
 
-def _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, screen=False, **kwargs):
+def _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, screen=False, replica=False,
+             **kwargs):
     key = jax.random.key(seed)
     cold()
     t0 = time.perf_counter()
+    if replica:  # slt's default sampler (sampler.method: replica, init: prior) from the given starts
+        from slt import replica as replica_mod
+
+        res = replica_mod.sample_problem(key, problem, init, num_warmup=num_warmup, num_samples=num_samples)
+        wall = time.perf_counter() - t0
+        grads = res.betas.shape[1] * (res.num_steps + 1)     # per chain per transition, all levels
+        return res.positions, wall, float(grads), int(res.diverging.sum()), res.loss
     if screen:  # slt's default (sampler.init: screen), timed: its own candidates, not ``init``
         init = optimize.screened_starts(jax.random.fold_in(key, 1), problem, num_chains).starts
     elif init is None or len(init) != num_chains:
@@ -169,12 +178,15 @@ def score(name, problem, positions, wall, mean_steps, divergences, loss=None, **
 
 
 # (name, slt kwargs) -- the rows; the first is what `slt run configs/relu2_truth1.yaml` does
-DEFAULT = "slt default (screened starts)"
-SAME_STARTS = "slt from the same starts"
+DEFAULT = "slt default (replica, same starts)"
+SCREENED = "slt NUTS, screened starts"
+SAME_STARTS = "slt NUTS from the same starts"
 
 
 def lever_grid(num_warmup: int, start: str = "peer", levers: bool = False):
-    rows = [(DEFAULT, dict(num_warmup=num_warmup, screen=True))] if start == "peer" else []
+    rows = [(DEFAULT, dict(num_warmup=num_warmup, replica=True))]
+    if start == "peer":
+        rows.append((SCREENED, dict(num_warmup=num_warmup, screen=True)))
     rows.append((SAME_STARTS, dict(num_warmup=num_warmup)))
     if levers:  # each lever changes one setting of the same-starts row
         rows += [

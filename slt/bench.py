@@ -230,11 +230,13 @@ def render(info: dict, s: dict) -> str:
         out.append("\nSections were run at: " + ", ".join(f"{k} {v}" for k, v in dates.items())
                    + " (UTC; `--only` reruns single sections).\n")
     for key, title, desc in (
-            ("sampling", "NUTS on the headline ReLU posterior: slt vs hand-written numpyro",
+            ("sampling", "The headline ReLU posterior: slt vs hand-written numpyro NUTS",
              "Same data. The peer starts from its own dispersed points (numpyro's init_to_uniform); "
-             "slt default is what `slt run` does: every chain starts at the best of 16 "
-             "Adam-optimised prior draws (`sampler.init: screen`, timed, compile included); "
-             "'slt from the same starts' runs slt's sampler from exactly the peer's points. "
+             "slt default is what `slt run` does: replica exchange (8 temperatures x 16 leapfrog "
+             "steps; 'leapfrog/iter' counts every level's gradients) from the peer's points; "
+             "'slt NUTS, screened starts': every chain at the best of 16 Adam-optimised prior draws "
+             "(timed, compile included); 'slt NUTS from the same starts' runs slt's NUTS from "
+             "exactly the peer's points. "
              "ESS = ArviZ bulk ESS of per-draw L_n, wall time includes compilation (no persistent "
              "cache); median over seeds (per-seed values in the last column). A chain trapped in "
              "a local mode (R-hat(L_n) > 1.05) collapses ESS(L_n) for either sampler: read ESS/s "
@@ -312,11 +314,11 @@ def _summary(s: dict) -> str:
         return None
 
     for key, row, label, goal in (
-            ("sampling", "slt default", "each at its defaults: slt's screened starts, the peer's "
-                                        "dispersed starts", True),
-            ("sampling", "slt from the same starts", "diagnostic: slt's sampler from the peer's "
-                                                     "own dispersed starts, trapping included", False),
-            ("sampling_truth", "slt from the same starts", "both from the same starts near the truth",
+            ("sampling", "slt default", "each at its defaults: slt's replica exchange and the peer's NUTS, "
+                                        "both from the peer's dispersed starts", True),
+            ("sampling", "slt NUTS from the same starts", "diagnostic: slt's NUTS from the peer's "
+                                                          "own dispersed starts, trapping included", False),
+            ("sampling_truth", "slt NUTS from the same starts", "both NUTS from the same starts near the truth",
              True)):
         t = first(key, row, "time_ratio_vs_peer")
         e = first(key, row, "ratio_vs_peer")
