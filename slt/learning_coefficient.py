@@ -336,17 +336,22 @@ def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | 
     A linear network (identity activations, Gaussian likelihood) is evaluated through its
     sufficient statistics (:func:`slt.posterior.linear_stats`): the same ``L_n`` exactly, at a
     cost independent of n (full-batch samplers only)."""
+    return estimate_llc(key, w_star=w_star, **problem_arguments(problem, nbeta, batch_size), **kwargs)
+
+
+def problem_arguments(problem: Problem, nbeta: float | None, batch_size: int | None) -> dict:
+    """The loss, data and minibatch arguments of :func:`estimate_llc` for a :class:`Problem`:
+    linear-Gaussian networks through their sufficient statistics, minibatch SGLD when
+    ``batch_size < n``, else the problem's full-data ``L_n``; nbeta default n / log n."""
     from slt.posterior import has_linear_stats, linear_loss, linear_stats
 
     if batch_size is not None and batch_size >= problem.n:
         batch_size = None
     nbeta = default_nbeta(problem.n) if nbeta is None else nbeta
     if batch_size is None and has_linear_stats(problem):
-        return estimate_llc(key, linear_loss, w_star, data=linear_stats(problem), n=problem.n,
-                            nbeta=nbeta, **kwargs)
-    return estimate_llc(key, problem_loss, w_star, data=problem, n=problem.n, nbeta=nbeta,
-                        batch_loss_fn=problem_batch_loss if batch_size else None,
-                        batch_size=batch_size, **kwargs)
+        return dict(loss_fn=linear_loss, data=linear_stats(problem), n=problem.n, nbeta=nbeta)
+    return dict(loss_fn=problem_loss, data=problem, n=problem.n, nbeta=nbeta,
+                batch_loss_fn=problem_batch_loss if batch_size else None, batch_size=batch_size)
 
 
 def refine_point(problem: Problem, w, steps: int = 2000, learning_rate: float = 1e-3,

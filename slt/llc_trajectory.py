@@ -215,17 +215,7 @@ def llc_batch_for_problem(key: jax.Array, problem: Problem, w_stars, *, nbeta: f
     """:func:`estimate_llc_batch` for a :class:`Problem`, wired exactly as
     :func:`slt.learning_coefficient.llc_for_problem` (linear networks through their sufficient
     statistics; minibatch SGLD when ``batch_size < n``)."""
-    from slt.posterior import has_linear_stats, linear_loss, linear_stats
-
-    if batch_size is not None and batch_size >= problem.n:
-        batch_size = None
-    nbeta = lc.default_nbeta(problem.n) if nbeta is None else nbeta
-    if batch_size is None and has_linear_stats(problem):
-        return estimate_llc_batch(key, linear_loss, w_stars, data=linear_stats(problem), n=problem.n,
-                                  nbeta=nbeta, **kwargs)
-    return estimate_llc_batch(key, lc.problem_loss, w_stars, data=problem, n=problem.n, nbeta=nbeta,
-                              batch_loss_fn=lc.problem_batch_loss if batch_size else None,
-                              batch_size=batch_size, **kwargs)
+    return estimate_llc_batch(key, w_stars=w_stars, **lc.problem_arguments(problem, nbeta, batch_size), **kwargs)
 
 
 class Trajectory(NamedTuple):

@@ -133,12 +133,6 @@ jax.tree_util.register_dataclass(Problem, data_fields=["x", "y", "noise_std", "p
                                  meta_fields=["model", "likelihood"])
 
 
-def empirical_loss(spec, w: jax.Array, x: jax.Array, y: jax.Array,
-                   noise_std: jax.Array | float = 1.0, likelihood: str = "gaussian") -> jax.Array:
-    """``L_n(w)`` for flat parameters ``w`` of any model (science.md; constants included)."""
-    return likelihoods.mean_nll(likelihood, spec.apply_flat(w, x), y, noise_std)
-
-
 def resolve_beta(beta: float | str, n: int) -> float:
     """A number, or ``"wbic"`` meaning ``1 / log n`` (Watanabe 2013)."""
     if isinstance(beta, str):
