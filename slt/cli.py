@@ -175,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         print("slt: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        from slt.health import ModelError
         from slt.runs import RunError
 
-        if isinstance(exc, RunError):
+        if isinstance(exc, (RunError, ModelError)):
             return _fail(str(exc))
         raise
     _report(run_dir, args, log)

@@ -57,6 +57,7 @@ class SGLDState(NamedTuple):
 class StepInfo(NamedTuple):
     loss: jax.Array         # L at the recorded position
     accept_prob: jax.Array  # MH acceptance probability (MALA), or its estimate (SGLD)
+    nonfinite: jax.Array | None = None   # MALA: the proposal's log density or gradient was NaN/inf
 
 
 def evaluate(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> LangevinState:
@@ -65,6 +66,14 @@ def evaluate(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> LangevinState:
     diff = w - w_star
     logdensity = -nbeta * loss - 0.5 * gamma * jnp.vdot(diff, diff)
     return LangevinState(w, loss, logdensity, -nbeta * grad_loss - gamma * diff)
+
+
+def model_nan(state: LangevinState) -> jax.Array:
+    """True where the model, not the integrator, failed: ``L`` or its gradient is NaN at a finite
+    position. A diverging trajectory overflows instead (an infinite ``L`` or position), which the
+    Metropolis step rejects as any divergence; a NaN at a finite ``w`` is a hole in the target
+    (:mod:`slt.health` withholds the estimate)."""
+    return jnp.all(jnp.isfinite(state.w)) & (jnp.isnan(state.loss) | jnp.any(jnp.isnan(state.grad)))
 
 
 def _log_q(to, frm: LangevinState, eps, inv_mass=1.0):
@@ -97,7 +106,8 @@ def mala_step(key, state: LangevinState, eps, loss_fn, data, w_star, nbeta, gamm
     accept_prob = mh_accept_prob(state, new, eps, inv_mass)
     accept = jax.random.uniform(k_accept, dtype=accept_prob.dtype) < accept_prob
     state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state)
-    return state, StepInfo(state.loss, accept_prob)
+    nonfinite = model_nan(new)
+    return state, StepInfo(state.loss, accept_prob, nonfinite)
 
 
 # ----------------------------------------------------------------------------- SGLD

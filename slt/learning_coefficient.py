@@ -85,7 +85,7 @@ class LLCResult(NamedTuple):
     diverged: bool
     warnings: tuple
     sampling_s: float            # wall time of the compiled run (includes compilation)
-    converged: Optional[bool] = None    # the trend test passed (None: estimate withheld)
+    converged: Optional[bool] = None    # the trend test passed (False when the estimate is withheld)
     trend: Optional["TrendTest"] = None
     trajectory_length: Optional[float] = None   # HMC: nominal T = (pi/2)/sqrt(kappa_min)
     steps_per_draw: Optional[float] = None      # gradient evaluations per draw and chain
@@ -235,7 +235,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                  step_size: float | None = None, target_accept: float | None = None,
                  batch_loss_fn: Callable | None = None, batch_size: int | None = None,
                  max_tree_depth: int = 8, trajectory_length: float | None = None,
-                 max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None) -> LLCResult:
+                 max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None,
+                 model=None) -> LLCResult:
     """Estimate ``llc(w*) = nbeta (E[L(w)] - L(w*))`` over ``p(w|w*) ∝ exp(-nbeta L - gamma/2 ||w-w*||^2)``.
 
     Args:
@@ -268,6 +269,10 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
       batch_loss_fn, batch_size: minibatch SGLD, ``batch_loss_fn(w, data, idx)`` with ``idx``
         (batch_size,) row indices drawn uniformly with replacement per step.
       progress: optional ``progress(draws_done, draws_cap)`` callback (auto mode).
+      model: only names parameters in error messages (:func:`slt.health.param_name`).
+
+    Raises ``ValueError`` before sampling when ``L`` or its gradient is not finite at w*
+    (:func:`slt.health.check_point`): a chain started there cannot sample.
 
     Returns: :class:`LLCResult`. Warnings (in ``result.warnings``): divergence (estimate
     withheld), not converged (trend test), negative LLC (w* not a local minimum), poor mixing
@@ -281,8 +286,15 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept = resolve_settings(
         sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n, gamma, num_draws, max_draws,
         num_burnin, num_adapt, step_size, target_accept)
+    from slt import health
+
+    health.check_point("llc", loss_fn, w_star, data, model=model)
     k_curv, k_run = jax.random.split(key)
     dtype = w_star.dtype
+    # the smallest step that can move w* (or the localisation width) in this precision
+    scale = max(float(jnp.max(jnp.abs(w_star))) if w_star.size else 0.0,
+                1.0 / math.sqrt(gamma) if gamma > 0 else 1.0)
+    min_step = health.step_floor(dtype, scale)
     ndev = _num_devices_for(num_chains)
     keys = jax.random.split(k_run, num_chains)
     eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)
@@ -325,7 +337,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     res = summarize(loss, accept, eps, float(loss_star), nbeta=float(nbeta), gamma=float(gamma),
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
-                    draws_cap=cap if auto and sampler in RESUMABLE else None)
+                    draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step)
     return res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
 
 
@@ -336,6 +348,7 @@ def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | 
     A linear network (identity activations, Gaussian likelihood) is evaluated through its
     sufficient statistics (:func:`slt.posterior.linear_stats`): the same ``L_n`` exactly, at a
     cost independent of n (full-batch samplers only)."""
+    kwargs.setdefault("model", problem.model)
     return estimate_llc(key, w_star=w_star, **problem_arguments(problem, nbeta, batch_size), **kwargs)
 
 
@@ -446,35 +459,42 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
 def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: float, *,
               nbeta: float, gamma: float, sampler: str, num_burnin: int = 0, num_adapt: int = 0,
               batch_size: int | None = None, d: int = 1, sampling_s: float = float("nan"),
-              divergence_factor: float = 100.0, draws_cap: int | None = None) -> LLCResult:
+              divergence_factor: float = 100.0, draws_cap: int | None = None,
+              min_step: float | None = None) -> LLCResult:
     """Turn loss traces (C, T) into an :class:`LLCResult` with diagnostics and warnings.
 
     ``draws_cap``: the max_draws an auto run stopped at (named in the not-converged warning).
-    A chain diverged if its loss is non-finite or ``nbeta (L - L(w*))`` exceeds
-    ``divergence_factor * (d + 10)`` (an LLC is at most d/2: that is an explosion, not a
-    posterior); the estimate is then withheld (``mean = None``).
+    The estimate is withheld (``mean = None``, ``converged = False``, ``diverged = True``) when a
+    chain exploded (``nbeta (L - L(w*))`` above ``divergence_factor * (d + 10)``: an LLC is at
+    most d/2) or fails a health check of :func:`slt.health.chain_problems`: a non-finite loss,
+    non-finite proposals (NaN entries of an HMC/MALA ``accept`` trace), a step size at or below
+    ``min_step``, collapsed acceptance, or a chain that never moved.
     """
-    from slt import diagnostics
+    from slt import diagnostics, health
 
     num_chains, num_draws = loss.shape
     excess = nbeta * (loss - loss_star)
     warns = []
     finite = np.isfinite(excess)
-    exploded = ~finite | (np.where(finite, excess, 0.0) > divergence_factor * (d + 10))
+    exploded = finite & (np.where(finite, excess, 0.0) > divergence_factor * (d + 10))
     bad_chains = np.flatnonzero(exploded.any(axis=1))
-    diverged = bool(len(bad_chains)) or not math.isfinite(loss_star)
+    nonfinite = np.isnan(np.asarray(accept, np.float64)).sum(axis=1) if sampler in ("hmc", "mala") else None
+    sick, sick_msgs = health.chain_problems("llc", loss, step_size=eps, accept=accept, nonfinite=nonfinite,
+                                            min_step=min_step)
+    diverged = bool(len(bad_chains)) or bool(sick.any()) or not math.isfinite(loss_star)
     steps = np.arange(1, num_draws + 1)
     with np.errstate(invalid="ignore", over="ignore"):
         per_chain = excess.mean(axis=1)
         running = np.cumsum(excess, axis=1) / steps
     acc = np.nanmean(accept, axis=1) if np.isfinite(accept).any() else np.full(num_chains, np.nan)
     mean = std = mcse = None
-    trend, converged = None, None
+    trend, converged = None, False
     rhat = ess = float("nan")
     if diverged:
-        warns.append(f"llc: {len(bad_chains)} of {num_chains} chains diverged (non-finite or exploding "
-                     f"loss); estimate withheld. Lower the step size"
-                     + (" or the batch noise" if batch_size else ""))
+        if len(bad_chains) or not sick.any():
+            warns.append(f"llc: {len(bad_chains)} of {num_chains} chains diverged (exploding loss); estimate "
+                         f"withheld. Lower the step size" + (" or the batch noise" if batch_size else ""))
+        warns.extend(m + "; estimate withheld" for m in sick_msgs)
     else:
         mean = float(excess.mean())
         std = float(per_chain.std(ddof=1)) if num_chains > 1 else float("nan")

@@ -294,12 +294,15 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev):
 
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
         def body(state, k):
+            # the acceptance trace is NaN where the proposal was not finite (slt.health counts them)
             if sampler == "mala":
                 state, info = langevin.mala_step(k, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
-                return state, (info.loss, info.accept_prob, jnp.ones((), jnp.int32))
-            steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
-            state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
-            return state, (info.loss, info.accept_prob, info.num_steps)
+                steps = jnp.ones((), jnp.int32)
+            else:
+                steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
+                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
+                steps = info.num_steps
+            return state, (info.loss, jnp.where(info.nonfinite, jnp.nan, info.accept_prob), steps)
 
         state, (loss, accept, steps) = jax.lax.scan(body, state, jax.random.split(key, chunk))
         return state, loss, accept, steps

@@ -44,7 +44,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from slt.langevin import LangevinState, evaluate
+from slt.langevin import LangevinState, evaluate, model_nan
 
 JITTER = 0.2
 HALF_PI = 0.5 * math.pi
@@ -55,6 +55,7 @@ class HMCInfo(NamedTuple):
     accept_prob: jax.Array   # Metropolis acceptance probability
     num_steps: jax.Array     # leapfrog steps of the transition
     diverging: jax.Array     # energy error > 1000
+    nonfinite: jax.Array     # L or its gradient was NaN at a finite point of the trajectory
 
 
 def init(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> LangevinState:
@@ -79,17 +80,17 @@ def step(key, state: LangevinState, eps, num_steps, loss_fn: Callable, data, w_s
     p0 = z[:d]
 
     def leapfrog(_, carry):
-        s, p = carry
+        s, p, nan_seen = carry
         p = p + 0.5 * h * s.grad
         w = s.w + h * p
         s = evaluate(loss_fn, w, data, w_star, nbeta, gamma)
         p = p + 0.5 * h * s.grad
-        return s, p
+        return s, p, nan_seen | model_nan(s)
 
-    new, p = jax.lax.fori_loop(0, num_steps, leapfrog, (state, p0))
+    new, p, nonfinite = jax.lax.fori_loop(0, num_steps, leapfrog, (state, p0, jnp.asarray(False)))
     delta = (new.logdensity - 0.5 * jnp.vdot(p, p)) - (state.logdensity - 0.5 * jnp.vdot(p0, p0))
     delta = jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
     accept_prob = jnp.exp(jnp.minimum(delta, 0.0))
     accept = u_accept < accept_prob
     state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state)
-    return state, HMCInfo(state.loss, accept_prob, num_steps, delta < -1000.0)
+    return state, HMCInfo(state.loss, accept_prob, num_steps, delta < -1000.0, nonfinite)

@@ -277,12 +277,20 @@ def function_model(apply_fn: Callable, params, x, dtype=None) -> tuple[FunctionM
         raise ValueError(f"x must have shape (n, d_in), got {list(x.shape)}")
     try:
         out = jax.eval_shape(apply_fn, params, x)
+        jax.jit(apply_fn)(params, x[:2])   # a leaked tracer passes eval_shape, not a real call
+    except jax.errors.UnexpectedTracerError:
+        raise ValueError("apply_fn uses a JAX value traced outside it (it closes over an array of a jit or "
+                         "grad that has finished): pass that array as a parameter or a constant") from None
     except Exception as exc:  # the user's function failed on its own parameters
-        raise ValueError(f"apply_fn(params, x) failed: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"apply_fn(params, x) failed: {type(exc).__name__}: {first}") from None
     shape = getattr(out, "shape", None)
     if shape is None or len(shape) not in (1, 2) or shape[0] != x.shape[0]:
         raise ValueError(f"apply_fn(params, x) must return (n,) or (n, d_out) for x of shape "
                          f"{list(x.shape)}, got {getattr(out, 'shape', type(out).__name__)}")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"apply_fn(params, x) must return a real floating-point array, got dtype {out.dtype} "
+                         "(an integer or complex output has no useful gradient)")
     d_out = 1 if len(shape) == 1 else int(shape[1])
     name = getattr(apply_fn, "__name__", "function")
     return FunctionModel(apply_fn, unravel_fn, int(flat.shape[0]), int(x.shape[1]), d_out, name), flat

@@ -38,7 +38,10 @@ def run(ctx: Context) -> StageOutput:
     else:
         from slt.optimize import resolve_point
 
+        from slt import health
+
         w, info = resolve_point(ctx, cfg)
+        health.check_point("fisher", p.loss, w, model=p.model)
         res = fisher_mod.fisher(spec, w, p.x, noise, cfg.rtol, likelihood=lik)
         _check_gap(ctx, res.spectrum, "empirical")
         summary = {**fisher_mod.summary_dict(res), "at": cfg.at, **info,

@@ -1,0 +1,179 @@
+"""Health checks shared by every sampler: no confident number from a chain that did not sample.
+
+Two kinds, written once here and called by every estimator and stage:
+
+* **Before sampling** (:func:`check_point`): ``L_n`` and its gradient must be finite at the point
+  a chain starts from (the LLC's or the Fisher information's ``w*``, a chain's start). A
+  non-finite value is a :class:`ModelError` (a ``ValueError``; exit 2 on the command line) naming the parameter by its place in the parameter pytree,
+  e.g. ``llc: the gradient of L_n is not finite at w* (params["w"][0])``: a sampler started there
+  adapts its step size to zero and reports the start point as if it were the posterior.
+* **After sampling** (:func:`chain_problems`): per chain, a non-finite ``L_n`` at a draw, proposals
+  whose log density or gradient was not finite (the sampler rejects them, so the chain silently
+  samples a truncated target), a step size adapted to zero (below what can move ``w`` in its
+  floating-point precision), acceptance that collapsed, and a chain that never moved. Each cause
+  becomes one line naming the chains; the caller withholds the estimate (``None``,
+  ``converged: false``) and records the lines as warnings.
+
+Parameter names (:func:`param_name`): the key path of the flat index in the model's parameter
+pytree (``params["W1"][0, 1]`` for a Python model), ``W1[0, 1]``/``b2[0]`` for the ``widths``
+family (layer ``l``'s weight matrix ``W`` and bias ``b``, numbered from 1).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACCEPT_FLOOR = 0.01   # mean Metropolis acceptance below this: the chain has effectively stopped
+
+
+class ModelError(ValueError):
+    """The model cannot be sampled at a point (a non-finite loss or gradient): one line, exit 2."""
+
+
+# ----------------------------------------------------------------------------- names
+def _index_tree(model, d: int):
+    return model.unravel(jnp.arange(d, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+
+
+def param_name(model, index: int) -> str:
+    """The name of flat coordinate ``index`` of ``model``'s parameters (see module doc)."""
+    if model is None:
+        return f"w[{index}]"
+    try:
+        d = int(model.d)
+        tree = _index_tree(model, d)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            leaf = np.asarray(leaf)
+            hit = np.argwhere(np.rint(leaf) == index)
+            if hit.size:
+                where = ", ".join(str(int(i)) for i in hit[0])
+                suffix = f"[{where}]" if leaf.ndim else ""
+                from slt.models import MLP
+
+                if isinstance(model, MLP) and len(path) == 2:   # [layer]['W'] -> W{layer+1}
+                    layer = path[0].idx
+                    return f"{path[1].key}{layer + 1}{suffix}"
+                return "params" + jax.tree_util.keystr(path).replace("'", '"') + suffix
+    except Exception:   # a model without a usable unravel: fall back to the flat index
+        pass
+    return f"w[{index}]"
+
+
+def _names(model, indices: Sequence[int], limit: int = 3) -> str:
+    shown = ", ".join(param_name(model, int(i)) for i in indices[:limit])
+    more = len(indices) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+# ----------------------------------------------------------------------------- before sampling
+def check_point(what: str, loss_fn: Callable, w, data=None, *, model=None, label: str = "w*") -> float:
+    """Raise :class:`ModelError` (a ``ValueError``) when ``L = loss_fn(w, data)`` (``loss_fn(w)`` if data is None) or its
+    gradient is not finite at ``w``; return ``L``. ``what`` prefixes the message (``llc``,
+    ``fisher``), ``label`` names the point, ``model`` names the parameters."""
+    w = jnp.asarray(w)
+    fn = (lambda v: loss_fn(v)) if data is None else (lambda v: loss_fn(v, data))
+    try:
+        value, grad = jax.value_and_grad(fn)(w)
+    except (TypeError, ValueError) as exc:   # the user's model failed at this point
+        raise ModelError(f"{what}: L_n could not be evaluated at {label}: {str(exc).splitlines()[0]}") from None
+    except jax.errors.UnexpectedTracerError:
+        raise ModelError(f"{what}: the model uses a JAX value traced outside it (apply_fn closes over a "
+                         "traced array: pass it as a parameter or a constant)") from None
+    value = float(value)
+    if not np.isfinite(value):
+        raise ModelError(f"{what}: L_n is not finite at {label} (L_n = {value})")
+    grad = np.asarray(grad)
+    bad = np.flatnonzero(~np.isfinite(grad))
+    if bad.size:
+        raise ModelError(f"{what}: the gradient of L_n is not finite at {label} ({_names(model, bad)})")
+    return value
+
+
+# ----------------------------------------------------------------------------- after sampling
+def step_floor(dtype, scale: float) -> float:
+    """The smallest step size that can still move ``w`` of magnitude ``scale``: below
+    ``10 * eps_machine * scale`` a step changes no coordinate of that size in ``dtype``."""
+    return float(10.0 * np.finfo(np.dtype(dtype)).eps * max(float(scale), 1e-30))
+
+
+def _chains(mask) -> str:
+    idx = [int(i) for i in np.flatnonzero(mask)]
+    return f"chain {idx[0]}" if len(idx) == 1 else f"chains {idx}"
+
+
+def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=None,
+                   min_step: float | None = None, moves_expected: bool = True):
+    """Per-chain health of a finished run. Returns ``(bad (C,) bool, messages)``.
+
+    Args:
+      loss: (C, T) ``L_n`` (or any scalar the chain records) at every kept draw.
+      step_size: (C,) the step size used for the draws (adapted or given).
+      accept: (C, T) or (C,) Metropolis acceptance probabilities (NaN entries ignored).
+      nonfinite: (C,) number of proposals whose L_n or gradient was NaN at a finite point.
+      min_step: the step-size floor (:func:`step_floor`); default: only 0, negative or
+        non-finite step sizes are flagged.
+      moves_expected: a constant ``L_n`` trace means the chain never moved (False for samplers
+        whose recorded value may legitimately repeat, e.g. a constant-loss check done elsewhere).
+    """
+    loss = np.asarray(loss, np.float64)
+    num_chains = loss.shape[0]
+    bad = np.zeros(num_chains, bool)
+    msgs = []
+    nonfin_loss = ~np.isfinite(loss).all(axis=tuple(range(1, loss.ndim)))
+    if nonfin_loss.any():
+        bad |= nonfin_loss
+        msgs.append(f"{what}: {_chains(nonfin_loss)} reached a non-finite L_n (NaN or inf): the model or "
+                    "its gradient is not finite somewhere the chain went")
+    if nonfinite is not None:
+        nf = np.asarray(nonfinite) > 0
+        if nf.any():
+            bad |= nf
+            total = int(np.asarray(nonfinite).sum())
+            msgs.append(f"{what}: {total} proposals of {_chains(nf)} had a NaN L_n or gradient at a finite "
+                        "point (the model is not finite away from the start point); the chains sampled a "
+                        "truncated posterior")
+    if step_size is not None:
+        eps = np.asarray(step_size, np.float64).reshape(num_chains, -1).min(axis=1)
+        floor = 0.0 if min_step is None else float(min_step)
+        tiny = ~np.isfinite(eps) | (eps <= floor)
+        if tiny.any():
+            bad |= tiny
+            msgs.append(f"{what}: the step size of {_chains(tiny)} adapted to {np.min(eps):.3g} (below "
+                        f"{floor:.3g}, too small to move the parameters): the chain did not sample")
+    if accept is not None:
+        acc = np.asarray(accept, np.float64).reshape(num_chains, -1)
+        with np.errstate(invalid="ignore"):
+            mean_acc = np.array([np.nanmean(a) if np.isfinite(a).any() else np.nan for a in acc])
+        low = np.isfinite(mean_acc) & (mean_acc < ACCEPT_FLOOR)
+        if low.any():
+            bad |= low
+            msgs.append(f"{what}: acceptance collapsed on {_chains(low)} (mean {np.nanmin(mean_acc):.3g} < "
+                        f"{ACCEPT_FLOOR}): nearly every proposal was rejected")
+    if moves_expected and loss.ndim >= 2 and loss.shape[1] > 1:
+        flat = loss.reshape(num_chains, -1)
+        with np.errstate(invalid="ignore"):
+            frozen = np.isfinite(flat).all(axis=1) & (np.ptp(flat, axis=1) == 0)
+        frozen &= ~bad
+        if frozen.any():
+            bad |= frozen
+            msgs.append(f"{what}: {_chains(frozen)} never moved (L_n identical at every draw): either every "
+                        "proposal was rejected or L_n does not depend on the parameters")
+    return bad, msgs
+
+
+def preflight(ctx, stages) -> None:
+    """Check the ``llc``/``fisher`` point of a run before any directory is made or any chain runs
+    (``at: truth | params``; a trained point is checked after training, in its stage)."""
+    from slt.optimize import resolve_point
+
+    for name in ("llc", "fisher"):
+        sec = getattr(ctx.config, name, None)
+        if name not in stages or sec is None or sec.at not in ("truth", "params"):
+            continue
+        if name == "llc" and getattr(sec, "checkpoints", None) is not None:
+            continue
+        w, _ = resolve_point(ctx, sec)
+        check_point(name, ctx.problem.loss, w, model=ctx.problem.model)
