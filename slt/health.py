@@ -99,17 +99,21 @@ def step_floor(dtype, scale: float) -> float:
     return float(10.0 * np.finfo(np.dtype(dtype)).eps * max(float(scale), 1e-30))
 
 
-def _chains(mask) -> str:
+def _chains(mask, labels=None) -> str:
     idx = [int(i) for i in np.flatnonzero(mask)]
+    if labels is not None:
+        shown = [labels[i] for i in idx[:6]]
+        return ", ".join(shown) + (f" (+{len(idx) - 6} more)" if len(idx) > 6 else "")
     return f"chain {idx[0]}" if len(idx) == 1 else f"chains {idx}"
 
 
 def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=None,
-                   min_step: float | None = None, moves_expected: bool = True):
+                   min_step: float | None = None, moves_expected: bool = True, labels=None):
     """Per-chain health of a finished run. Returns ``(bad (C,) bool, messages)``.
 
     Args:
-      loss: (C, T) ``L_n`` (or any scalar the chain records) at every kept draw.
+      loss: (C, T) ``L_n`` at every kept draw, or (C, T, k) several recorded quantities (e.g.
+        ``L_n`` and the position): a chain never moved when all of them are constant.
       step_size: (C,) the step size used for the draws (adapted or given).
       accept: (C, T) or (C,) Metropolis acceptance probabilities (NaN entries ignored).
       nonfinite: (C,) number of proposals whose L_n or gradient was NaN at a finite point.
@@ -117,6 +121,7 @@ def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=No
         non-finite step sizes are flagged.
       moves_expected: a constant ``L_n`` trace means the chain never moved (False for samplers
         whose recorded value may legitimately repeat, e.g. a constant-loss check done elsewhere).
+      labels: (C,) names of the chains in the messages (default ``chain i``).
     """
     loss = np.asarray(loss, np.float64)
     num_chains = loss.shape[0]
@@ -125,14 +130,14 @@ def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=No
     nonfin_loss = ~np.isfinite(loss).all(axis=tuple(range(1, loss.ndim)))
     if nonfin_loss.any():
         bad |= nonfin_loss
-        msgs.append(f"{what}: {_chains(nonfin_loss)} reached a non-finite L_n (NaN or inf): the model or "
+        msgs.append(f"{what}: {_chains(nonfin_loss, labels)} reached a non-finite L_n (NaN or inf): the model or "
                     "its gradient is not finite somewhere the chain went")
     if nonfinite is not None:
         nf = np.asarray(nonfinite) > 0
         if nf.any():
             bad |= nf
             total = int(np.asarray(nonfinite).sum())
-            msgs.append(f"{what}: {total} proposals of {_chains(nf)} had a NaN L_n or gradient at a finite "
+            msgs.append(f"{what}: {total} proposals of {_chains(nf, labels)} had a NaN L_n or gradient at a finite "
                         "point (the model is not finite away from the start point); the chains sampled a "
                         "truncated posterior")
     if step_size is not None:
@@ -141,7 +146,7 @@ def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=No
         tiny = ~np.isfinite(eps) | (eps <= floor)
         if tiny.any():
             bad |= tiny
-            msgs.append(f"{what}: the step size of {_chains(tiny)} adapted to {np.min(eps):.3g} (below "
+            msgs.append(f"{what}: the step size of {_chains(tiny, labels)} adapted to {np.min(eps):.3g} (below "
                         f"{floor:.3g}, too small to move the parameters): the chain did not sample")
     if accept is not None:
         acc = np.asarray(accept, np.float64).reshape(num_chains, -1)
@@ -150,16 +155,16 @@ def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=No
         low = np.isfinite(mean_acc) & (mean_acc < ACCEPT_FLOOR)
         if low.any():
             bad |= low
-            msgs.append(f"{what}: acceptance collapsed on {_chains(low)} (mean {np.nanmin(mean_acc):.3g} < "
+            msgs.append(f"{what}: acceptance collapsed on {_chains(low, labels)} (mean {np.nanmin(mean_acc):.3g} < "
                         f"{ACCEPT_FLOOR}): nearly every proposal was rejected")
     if moves_expected and loss.ndim >= 2 and loss.shape[1] > 1:
-        flat = loss.reshape(num_chains, -1)
+        trace = loss.reshape(num_chains, loss.shape[1], -1)      # (C, T, k): every quantity constant
         with np.errstate(invalid="ignore"):
-            frozen = np.isfinite(flat).all(axis=1) & (np.ptp(flat, axis=1) == 0)
-        frozen &= ~bad
+            frozen = np.isfinite(trace).all(axis=(1, 2)) & (np.ptp(trace, axis=1) == 0).all(axis=1)
+        frozen &= ~nonfin_loss
         if frozen.any():
             bad |= frozen
-            msgs.append(f"{what}: {_chains(frozen)} never moved (L_n identical at every draw): either every "
+            msgs.append(f"{what}: {_chains(frozen, labels)} never moved (L_n identical at every draw): either every "
                         "proposal was rejected or L_n does not depend on the parameters")
     return bad, msgs
 

@@ -67,9 +67,16 @@ def run(ctx: Context) -> StageOutput:
     exact = fe.linear_gaussian_free_energy(x_np, y_np, sig, s) if exact_ok else None
     exact_E = fe.linear_gaussian_E_nL_n(x_np, y_np, betas, sig, s) if exact_ok else None
 
-    if not np.isfinite(nL).all():
-        bad = int((~np.isfinite(nL)).sum())
-        ctx.warn(f"free_energy: {bad} draws have a non-finite L_n; free energy and lambda withheld")
+    from slt import health
+
+    B, C = nL.shape[:2]
+    sick, sick_msgs = health.chain_problems(
+        "free_energy", np.asarray(res.loss).reshape(B * C, -1), step_size=res.step_size.reshape(B * C),
+        accept=res.accept_prob.reshape(B * C, -1), labels=[f"chain {c} at beta {b:.3g}" for b in betas for c in range(C)],
+        min_step=health.step_floor(res.loss.dtype, float(p.prior_std)))
+    if sick.any():
+        for m in sick_msgs:
+            ctx.warn(m + "; free energy and lambda withheld")
         return StageOutput(summary={"free_energy": {"exact": exact, "betas": betas, "E_nL_n": None,
                                                     "nL_n_truth": nL_truth, **smc_summary,
                                                     "agree": None, "agreement": []},
@@ -161,6 +168,16 @@ def _run_replica(ctx: Context, fcfg: FreeEnergyConfig, lcfg: LambdaConfig) -> St
     if len(good) < res.valid.size:
         ctx.warn(f"free_energy: replica chain(s) {[int(c) for c in np.flatnonzero(~res.valid)]} produced a "
                  "non-finite L_n; left out of every estimate")
+    from slt import health
+
+    if len(good):   # the shared health checks on the finite chains (every level's L_n, step sizes)
+        ladder_trace = np.transpose(np.asarray(res.loss_ladder)[good], (0, 2, 1))   # (chains, draws, K)
+        sick, sick_msgs = health.chain_problems(
+            "free_energy (replica)", ladder_trace, step_size=res.step_size[good], accept=res.accept_prob[good],
+            min_step=health.step_floor(res.loss.dtype, float(p.prior_std)), labels=[f"chain {c}" for c in good])
+        for m in sick_msgs:
+            ctx.warn(m + "; left out of every estimate")
+        good = good[~sick]
     never = [int(c) for c in good if res.round_trips[c] == 0]
     if never:
         ctx.warn(f"free_energy: replica chain(s) {never} never made a round trip between beta = 1 and 0; "

@@ -111,30 +111,26 @@ def run(ctx: Context) -> StageOutput:
     sampling_s = time.perf_counter() - t0
     xf = fixed_inputs(ctx, cfg.num_predict_inputs)
     outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
-    finite = np.isfinite(res.loss).all() and np.isfinite(res.positions).all()
-    if finite:
-        diag = diagnostics.summarize(res.loss, outputs, res.positions, res.diverging)
-    else:
-        diag = None
-        bad = int((~np.isfinite(res.loss)).sum())
-        ctx.warn(f"sample: {bad} draws have a non-finite L_n (NaN/inf in the data or the log density); "
-                 "posterior estimates withheld")
+    # health checks shared by every sampler (slt.health): a non-finite draw, a step size too small
+    # to move w, collapsed acceptance or a chain that never moved withhold every posterior estimate
+    from slt import health
+
+    pos = np.asarray(res.positions)
+    scale = max(float(p.prior_std), float(np.nanmax(np.abs(pos))) if np.isfinite(pos).any() else 0.0)
+    loss_and_pos = np.concatenate([np.asarray(res.loss, np.float64)[..., None],
+                                   pos.reshape(pos.shape[:2] + (-1,))], axis=-1)
+    sick, sick_msgs = health.chain_problems("sample", loss_and_pos, step_size=res.step_size,
+                                            accept=res.accept_prob,
+                                            min_step=health.step_floor(pos.dtype, scale))
+    for m in sick_msgs:
+        ctx.warn(m + "; posterior estimates withheld")
+    finite = not sick.any()
+    diag = diagnostics.summarize(res.loss, outputs, res.positions, res.diverging) if finite else None
     num_div = int(res.diverging.sum())
     if num_div:
         ctx.warn(f"sample: {num_div} divergent transitions "
                  f"({100 * num_div / res.diverging.size:.1f}% of draws); estimates may be biased")
-    if diag is not None and diag.rhat_max_invariant > 1.05:
-        ctx.warn(f"sample: R-hat of invariant quantities is {diag.rhat_max_invariant:.3f} > 1.05: "
-                 "chains disagree (stuck in different phases?); run longer or check the trace plot")
-    # a chain that never moved (every proposal rejected or divergent, e.g. an exploding step size)
-    # gives a mean that is just its starting point: withhold rather than report it
-    pos = np.asarray(res.positions)
-    stuck = ([int(c) for c in np.flatnonzero(np.all(pos == pos[:, :1], axis=(1, 2)))]
-             if pos.ndim == 3 and pos.shape[1] > 1 else [])
-    if finite and stuck:
-        ctx.warn(f"sample: chain(s) {stuck} never moved (every transition rejected or divergent; "
-                 "step size too large?); posterior estimates withheld")
-        finite = False
+    converged = finite and diag is not None and _converged(ctx, diag)
     E_L = float(res.loss.mean()) if finite else None
     summary = {
         "beta": beta,
@@ -149,6 +145,7 @@ def run(ctx: Context) -> StageOutput:
             "ess_bulk_loss": None if diag is None else diag.ess_bulk_loss,
             "rhat_max_raw": None if diag is None else diag.rhat_max_raw,
             "ess_bulk_min_raw": None if diag is None else diag.ess_bulk_min_raw,
+            "converged": bool(converged),
             "mean_accept_prob": float(np.mean(res.accept_prob)),
             "mean_num_steps": float(np.mean(res.num_steps)),
             "step_size": [float(s) for s in res.step_size],
@@ -182,6 +179,25 @@ def run(ctx: Context) -> StageOutput:
     return StageOutput(summary=summary, figures=figures,
                        files={"posterior.nc": inference_data_bytes(idata)},
                        timing={"sampling_s": sampling_s})
+
+
+RHAT_MAX = 1.01    # current practice (Vehtari et al. 2021, ArviZ): R-hat <= 1.01 ...
+ESS_MIN = 400      # ... and bulk ESS >= 400 on every reported (invariant) quantity
+
+
+def _converged(ctx: Context, diag) -> bool:
+    """R-hat <= 1.01 and bulk ESS >= 400 on the symmetry-invariant quantities (L_n and the
+    outputs at fixed inputs); a warning names whichever fails."""
+    ok = True
+    if not diag.rhat_max_invariant <= RHAT_MAX:
+        ctx.warn(f"sample: R-hat of invariant quantities is {diag.rhat_max_invariant:.3f} > {RHAT_MAX}: chains "
+                 "disagree (stuck in different phases?); run longer or check the trace plot")
+        ok = False
+    if not diag.ess_bulk_min_invariant >= ESS_MIN:
+        ctx.warn(f"sample: bulk ESS of invariant quantities is {diag.ess_bulk_min_invariant:.0f} < {ESS_MIN}: "
+                 "too few effective draws for reliable estimates; run more samples")
+        ok = False
+    return ok
 
 
 PICTURE_DRAWS = 2000   # draws shown in posterior_nodes.png (evenly spaced over chains and draws)
