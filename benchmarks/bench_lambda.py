@@ -15,7 +15,7 @@ with SGLD at its documented settings, given the same wall time as slt took on th
 
 Run:  python benchmarks/bench_lambda.py [--quick] [--skip-devinterp] [--cases K ...]
 Writes benchmarks/lambda.csv, benchmarks/lambda.json, benchmarks/lambda.md and
-figures/lambda_benchmark.png. ``python -m slt.bench --only lambda`` runs it too.
+figures/lambda_benchmark.png. ``python benchmarks/run.py --only lambda`` runs it too.
 """
 from __future__ import annotations
 
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     from slt.cli import configure_jax
 
     configure_jax(cache=False)
-    from slt.bench import machine_info
+    from run import machine_info
 
     cases = [CASES[i] for i in args.cases] if args.cases else (CASES[:1] + CASES[5:6] + CASES[13:14]
                                                                if args.quick else CASES)

@@ -82,7 +82,7 @@ def _run_point(raw: dict, base_dir: str, run_dir: str, stages: list[str]) -> str
 
 
 def _ray_point(raw: dict, base_dir: str, run_dir: str, stages: list[str]) -> str:
-    from slt.cli import configure_jax
+    from slt.setup_jax import configure_jax
 
     configure_jax()
     return _run_point(raw, base_dir, run_dir, stages)

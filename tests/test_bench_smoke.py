@@ -4,13 +4,19 @@ import os
 import subprocess
 import sys
 
-from slt import bench
+import importlib.util
+from pathlib import Path
+
+RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+_spec = importlib.util.spec_from_file_location("bench_runner", RUNNER)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 
 def test_bench_quick_runs_and_writes_results(tmp_path):
     # the compile-cache section is two extra `slt run` processes: covered by test_devices.py
     env = dict(os.environ, SLT_NO_COMPILATION_CACHE="1")
-    proc = subprocess.run([sys.executable, "-m", "slt.bench", "--quick", "--out", str(tmp_path),
+    proc = subprocess.run([sys.executable, str(RUNNER), "--quick", "--out", str(tmp_path),
                            "--only", "sampling", "gradients", "scaling", "llc"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
