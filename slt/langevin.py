@@ -69,10 +69,9 @@ def evaluate(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> LangevinState:
 
 
 def model_nan(state: LangevinState) -> jax.Array:
-    """True where the model, not the integrator, failed: ``L`` or its gradient is NaN at a finite
-    position. A diverging trajectory overflows instead (an infinite ``L`` or position), which the
-    Metropolis step rejects as any divergence; a NaN at a finite ``w`` is a hole in the target
-    (:mod:`slt.health` withholds the estimate)."""
+    """``L`` or its gradient is NaN at a finite position: a hole in the target (:mod:`slt.health`
+    withholds the estimate) when it is reached from a calm state; a diverging trajectory can also
+    overflow into NaN (inf - inf), which the HMC kernel tells apart by the energy error before it."""
     return jnp.all(jnp.isfinite(state.w)) & (jnp.isnan(state.loss) | jnp.any(jnp.isnan(state.grad)))
 
 

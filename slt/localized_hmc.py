@@ -79,13 +79,18 @@ def step(key, state: LangevinState, eps, num_steps, loss_fn: Callable, data, w_s
     h = eps * (1.0 - JITTER + 2.0 * JITTER * u_jitter)
     p0 = z[:d]
 
+    h0 = 0.5 * jnp.vdot(p0, p0) - state.logdensity
+
     def leapfrog(_, carry):
         s, p, nan_seen = carry
+        # a NaN right after a step that was not diverging (energy error < 1000) is the model's, not
+        # an overflow of a diverging trajectory (those go through huge finite energies first)
+        calm = jnp.abs(0.5 * jnp.vdot(p, p) - s.logdensity - h0) < 1000.0
         p = p + 0.5 * h * s.grad
         w = s.w + h * p
         s = evaluate(loss_fn, w, data, w_star, nbeta, gamma)
         p = p + 0.5 * h * s.grad
-        return s, p, nan_seen | model_nan(s)
+        return s, p, nan_seen | (calm & model_nan(s))
 
     new, p, nonfinite = jax.lax.fori_loop(0, num_steps, leapfrog, (state, p0, jnp.asarray(False)))
     delta = (new.logdensity - 0.5 * jnp.vdot(p, p)) - (state.logdensity - 0.5 * jnp.vdot(p0, p0))
