@@ -38,6 +38,7 @@ is the adaptor for :class:`slt.posterior.Problem`.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -372,9 +373,33 @@ def to_sample_result(res: ReplicaResult, chains=None):
                         step_size=res.step_size[c, 0], warmup_loss=res.warmup_loss[c], replica=res)
 
 
+def barriers(betas, swap_accept):
+    """The communication barriers of non-reversible PT (Syed et al. 2022; what Pigeons reports).
+
+    ``betas`` (C, K) descending, ``swap_accept`` (C, K-1). Returns ``(global (C,), beta_mid (K-1,),
+    local (K-1,))``: the global barrier ``Lambda = sum_k r_k`` of each chain's ladder (``r_k = 1 -
+    swap acceptance``; round trips come at about ``1 / (2 + 2 Lambda)`` per swap round, and about
+    ``2 Lambda + 1`` temperatures suffice), and the local barrier ``lambda(beta) ~ r_k / |beta_k -
+    beta_{k+1}|`` at the pairs' midpoints, pooled over chains (its integral over beta is Lambda)."""
+    betas = np.asarray(betas, np.float64)
+    rej = 1.0 - np.asarray(swap_accept, np.float64)
+    lam = rej.sum(axis=1)
+    mid = 0.5 * (betas[:, :-1] + betas[:, 1:]).mean(axis=0)
+    width = np.abs(np.diff(betas, axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(width > 0, rej / width, np.nan).mean(axis=0)
+    return lam, mid, local
+
+
 def summary(res: ReplicaResult, swap_interval: int) -> dict:
-    """summary.json's ``replica`` entry: the final ladders, swap rates and round trips per chain."""
+    """summary.json's ``replica`` entry: the final ladders, swap rates, round trips per chain and
+    the communication barriers (:func:`barriers`)."""
+    lam, mid, local = barriers(res.betas, res.swap_accept)
     return {"num_temperatures": int(res.betas.shape[1]), "swap_interval": int(swap_interval),
+            "global_barrier": float(np.mean(lam)), "global_barrier_per_chain": [float(v) for v in lam],
+            "suggested_num_temperatures": int(math.ceil(2 * float(np.mean(lam)))) + 1,
+            "local_barrier": {"beta": [float(b) for b in mid], "lambda": [float(v) for v in local]},
+            "swap_accept_min": float(np.min(res.swap_accept)), "swap_accept_mean": float(np.mean(res.swap_accept)),
             "betas": [[float(b) for b in row] for row in res.betas],
             "swap_accept": [[float(a) for a in row] for row in res.swap_accept],
             "round_trips": [int(t) for t in res.round_trips],

@@ -311,6 +311,13 @@ def _diagnostic_rows(s: dict) -> list[tuple[str, str, str]]:
         rows.append(("divergences", str(d["divergences"]) + (f" of {total} draws" if total else ""), ""))
     if _finite(d.get("mean_accept_prob")):
         rows.append(("acceptance", f"{d['mean_accept_prob']:.2f}", f"mean, {d.get('sampler', 'sampler')}"))
+    rep = d.get("replica") or {}
+    if _finite(rep.get("global_barrier")):
+        trips = rep.get("round_trips") or []
+        rows.append(("replica barrier", f"{rep['global_barrier']:.2f}",
+                     f"Lambda; {rep.get('num_temperatures')} temperatures (2 Lambda + 1 = "
+                     f"{rep.get('suggested_num_temperatures')}), swap accept min {rep.get('swap_accept_min', 0):.2f}"
+                     + (f", round trips {min(trips)}..{max(trips)} per chain" if trips else "")))
     fe = s.get("free_energy") or {}
     if fe:
         rh = [v for v in fe.get("rhat") or [] if _finite(v)]

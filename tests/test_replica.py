@@ -158,6 +158,9 @@ def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp
     assert rep["betas"][0][0] == 1.0 and rep["betas"][0][-1] == pytest.approx(0.01)
     assert all(0 <= a <= 1 for row in rep["swap_accept"] for a in row)
     assert rep["round_trips"] == [0, 0] and rep["swap_interval"] == 40
+    lam = [sum(1 - a for a in row) for row in rep["swap_accept"]]
+    assert rep["global_barrier_per_chain"] == pytest.approx(lam) and rep["global_barrier"] == pytest.approx(np.mean(lam))
+    assert len(rep["local_barrier"]["beta"]) == 3 and rep["suggested_num_temperatures"] >= 1
     assert any("never made a round trip" in w for w in diag["warnings"]), diag["warnings"]
     assert np.isfinite(summary["loss"]["E_L_n"]) and np.isfinite(diag["rhat_loss"])
     idata = az.from_netcdf(str(out / "tiny" / "posterior.nc"))
@@ -182,3 +185,13 @@ def test_bad_replica_config_exits_2_naming_the_key(tiny_config, tmp_path, capsys
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and key in lines[0] and words in lines[0], lines
     assert not out.exists()
+
+
+def test_barriers_integrate_to_the_global_barrier():
+    """lambda(beta) ~ r_k / |beta_k - beta_k+1| integrates (midpoint rule) back to Lambda = sum r_k."""
+    betas = np.array([[1.0, 0.5, 0.1, 0.0], [1.0, 0.6, 0.2, 0.0]])
+    acc = np.array([[0.9, 0.7, 0.4], [0.8, 0.8, 0.5]])
+    lam, mid, local = replica.barriers(betas, acc)
+    np.testing.assert_allclose(lam, [0.1 + 0.3 + 0.6, 0.2 + 0.2 + 0.5])
+    np.testing.assert_allclose(mid, [0.775, 0.35, 0.075])
+    np.testing.assert_allclose(local[0], np.mean([0.1 / 0.5, 0.2 / 0.4]))
