@@ -25,13 +25,16 @@ extra sampling, only forward passes over the kept draws.
   identity).
 
 Standard errors: batch means. Every chain is cut into ``m >= 2`` contiguous segments
-(``m = ceil(16 / C)`` rounded up to even: at least 16 batches, so the se has >= 15 degrees of
-freedom and z-scores are close to Gaussian); each segment gives its own covariance, and
-``se = sd(batch covariances) / sqrt(B)``. Chains are independent and a segment is many
-autocorrelation times long (HMC draws are nearly independent), so the batch covariances are
-nearly independent estimates; unlike per-chain estimates alone (4-8 of them), they give an
-se that is itself precise. The point estimate is the pooled covariance over all draws (the
-mean of the batch covariances plus the covariance of the batch means). Everything runs in
+(``m = ceil(64 / C)``, rounded up to even: at least 64 batches); each segment gives its own
+covariance, and ``se = sd(batch covariances) / sqrt(B)``. Chains are independent and a
+segment is many autocorrelation times long (HMC draws are nearly independent), so the batch
+covariances are nearly independent estimates. Why 64 and not the 4-8 per-chain estimates: the
+errors of all ``n^2`` entries are driven by a few sample moments of the draws (in d = 2, about
+14 of them), so an se from few batches is too small for the entries that line up with the
+batches' chance directions (Hotelling's T^2); with 16 batches, 8% of the entries of a d = 2,
+n = 80 regression came out beyond 4 se, with 64 none (notes/influence.md). The point estimate
+is the pooled covariance over all draws (the mean of the batch covariances plus the
+covariance of the batch means). Everything runs in
 chunks of draws and accumulates in float64, so memory is ``O(q n)`` for ``q`` query rows and
 ``n`` training rows, estimated before anything is allocated (:func:`bif_memory`).
 """
@@ -49,7 +52,7 @@ from slt import likelihoods
 from slt.posterior import Problem
 
 MAX_FULL_ROWS = 2000    # the full (n, n) BIF up to this n; beyond, choose the query rows
-MIN_BATCHES = 16        # batch means: at least this many batches
+MIN_BATCHES = 64        # batch means: at least this many batches (module doc)
 REL_SE_TOL = 0.1        # BIF converged: ||se||_F <= 10% of ||BIF||_F (and the LLC converged)
 
 
@@ -224,7 +227,7 @@ def top_pairs(res: BIFResult, k: int = 10) -> list[dict]:
     pair once), as ``{"i", "j", "bif", "se"}``."""
     b = np.abs(res.bif)
     mask = res.rows[:, None] == np.arange(b.shape[1])[None, :]
-    order = np.argsort(np.where(mask, -np.inf, b), axis=None)[::-1]
+    order = np.argsort(-np.where(mask, -np.inf, b), axis=None, kind="stable")
     seen, pairs = set(), []
     for flat in order:
         a, j = divmod(int(flat), b.shape[1])
@@ -308,12 +311,32 @@ def susceptibility(problem: Problem, result, phi: Callable | None, other=None, *
     k = int(np.asarray(features(jnp.asarray(pos[0, :1]))).shape[1]) - 1
     out = batched_covariance(features, pos, np.arange(k), np.array([k]), 512)
     nb = float(result.nbeta)
-    val, se, a, b = (-nb * v[:, 0] for v in (out.cov, out.se, out.first, out.second))
+    val, a, b = (-nb * v[:, 0] for v in (out.cov, out.first, out.second))
+    se = nb * out.se[:, 0]
     se_half = se * math.sqrt(2.0)   # each half has B/2 batches
     ok = bool(getattr(result, "converged", True)) and bool(np.all(np.abs(a - b) <= 3 * np.hypot(se_half, se_half)))
     scal = (lambda v: float(v[0])) if k == 1 and np.ndim(phi(jnp.asarray(pos[0, 0]))) == 0 else (lambda v: v)
     return Susceptibility(scal(val), scal(se), scal(a), scal(b), ok, nb, out.num_draws, out.num_batches,
                           time.perf_counter() - t0)
+
+
+def reweighted_loss(w: jax.Array, data) -> jax.Array:
+    """``L_h(w) = (1 - h) L_n(w) + h L'(w)`` with ``data = (problem, x', y', h)`` (a pytree: one
+    compiled sampler serves every h), for sampling the perturbed posterior directly, e.g.
+    ``estimate_llc(key, reweighted_loss, w_star, data=(p, x2, y2, jnp.asarray(h)), nbeta=...)``."""
+    problem, x_other, y_other, h = data
+    return (1 - h) * problem.loss(w) + h * problem.loss_on(w, x_other, y_other)
+
+
+def expectation(result, phi: Callable) -> tuple[float, float]:
+    """``(E[phi], se)`` over the kept draws of ``result``; batch-means se as in the module doc."""
+    pos = _positions(result)
+    C, T, _ = pos.shape
+    m = _segments(C, T)
+    vals = np.asarray(jax.jit(jax.vmap(jax.vmap(phi)))(jnp.asarray(pos)), np.float64)
+    tb = T // m
+    means = vals[:, :m * tb].reshape(C * m, tb).mean(1)
+    return float(vals.mean()), float(means.std(ddof=1) / math.sqrt(C * m))
 
 
 def _memory_limit() -> int | None:
