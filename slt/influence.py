@@ -40,16 +40,17 @@ chunks of draws and accumulates in float64, so memory is ``O(q n)`` for ``q`` qu
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from slt import likelihoods
-from slt.posterior import Problem
+if TYPE_CHECKING:   # jax is imported lazily: the config checks use the row and memory rules
+    import jax
+
+    from slt.posterior import Problem
 
 MAX_FULL_ROWS = 2000    # the full (n, n) BIF up to this n; beyond, choose the query rows
 MIN_BATCHES = 64        # batch means: at least this many batches (module doc)
@@ -61,6 +62,10 @@ def per_sample_nll(problem: Problem, w: jax.Array, x: jax.Array | None = None,
                    y: jax.Array | None = None) -> jax.Array:
     """``l_i(w)`` (m,): the negative log likelihood of each row, constant included (its mean
     is ``L_n``). Default rows: the problem's data."""
+    import jax
+
+    from slt import likelihoods
+
     x = problem.x if x is None else x
     y = problem.y if y is None else y
     z = problem.model.apply_flat(w, x)
@@ -68,9 +73,17 @@ def per_sample_nll(problem: Problem, w: jax.Array, x: jax.Array | None = None,
     return jax.vmap(one)(z, y)
 
 
-@jax.jit
+@functools.lru_cache(maxsize=None)
+def _losses_program():
+    import jax
+
+    return jax.jit(lambda problem, ws: jax.vmap(lambda w: per_sample_nll(problem, w))(ws))
+
+
 def _losses(problem: Problem, ws: jax.Array) -> jax.Array:
-    return jax.vmap(lambda w: per_sample_nll(problem, w))(ws)
+    """``l_i(w)`` for a batch of draws ``ws`` (t, d) -> (t, n); the problem is an argument (no
+    recompilation for new data of the same shape)."""
+    return _losses_program()(problem, ws)
 
 
 def parse_rows(rows, n: int) -> np.ndarray:
@@ -140,6 +153,9 @@ def batched_covariance(features: Callable, positions: np.ndarray, a_idx, b_idx,
     ``features(ws (t, d)) -> (t, k)`` (columns ``a_idx`` against ``b_idx``), with batch-means
     standard errors (module doc). Draws are processed ``chunk`` at a time (padded to one
     compiled shape); sums accumulate in float64, centred on the first draw's features."""
+    import jax
+    import jax.numpy as jnp
+
     C, T, d = positions.shape
     m = _segments(C, T)
     tb = T // m
@@ -274,6 +290,9 @@ class Susceptibility(NamedTuple):
 def loss_observable(problem: Problem, rows=None, data=None) -> Callable:
     """``phi(w)``: the loss (mean per-sample NLL) on ``rows`` of the problem's data, on other
     data ``(x, y)``, or ``L_n`` (both None)."""
+    import jax
+    import jax.numpy as jnp
+
     if data is not None:
         x, y = (jnp.asarray(a, problem.x.dtype) for a in data)
         y = y[:, None] if y.ndim == 1 else y
@@ -295,6 +314,9 @@ def susceptibility(problem: Problem, result, phi: Callable | None, other=None, *
     arrays or on ``rows`` of the problem's data (a list or ``"start:stop"``). The
     fluctuation-dissipation identity: equal to ``(E_{+eps}[phi] - E_{-eps}[phi]) / (2 eps)``
     under ``L_{±eps}`` (tests/test_influence.py checks both ways)."""
+    import jax
+    import jax.numpy as jnp
+
     if (other is None) == (rows is None):
         raise ValueError("give exactly one of other=(x, y) and rows=")
     pos = _positions(result)
@@ -330,6 +352,9 @@ def reweighted_loss(w: jax.Array, data) -> jax.Array:
 
 def expectation(result, phi: Callable) -> tuple[float, float]:
     """``(E[phi], se)`` over the kept draws of ``result``; batch-means se as in the module doc."""
+    import jax
+    import jax.numpy as jnp
+
     pos = _positions(result)
     C, T, _ = pos.shape
     m = _segments(C, T)

@@ -158,3 +158,55 @@ def test_top_pairs_are_off_diagonal_and_unique():
     pairs = influence.top_pairs(res, k=5)
     assert [(q["i"], q["j"]) for q in pairs] == [(0, 2), (0, 1), (1, 2)]
     assert pairs[0]["bif"] == -5.0 and pairs[0]["se"] == 0.1
+
+
+def test_config_writes_influence_files_and_summary(tiny_config, tmp_path):
+    import json
+
+    from slt import cli
+
+    path = tiny_config(llc={"num_chains": 4, "num_draws": 400, "lambda_hat": False, "influence": True,
+                            "influence_rows": "0:20", "influence_thin": 2,
+                            "susceptibility": {"rows": [1, 5, 7], "observable": "loss"}},
+                       sampler__num_samples=20, sampler__num_warmup=20)
+    assert cli.main(["run", str(path), "--out", str(tmp_path), "--quiet"]) == 0
+    run_dir = tmp_path / "tiny"
+    with np.load(run_dir / "influence.npz") as f:
+        assert f["bif"].shape == f["bif_se"].shape == (20, 60) and list(f["rows"]) == list(range(20))
+    assert (run_dir / "influence.png").is_file()
+    llc = json.loads((run_dir / "summary.json").read_text())["llc"]
+    inf, sus = llc["influence"], llc["susceptibility"]
+    assert inf["num_draws"] == 4 * 200 and len(inf["top_pairs"]) == 10
+    assert all(q["i"] != q["j"] and q["se"] > 0 for q in inf["top_pairs"])
+    assert sus["observable"] == "L_n" and sus["se"] > 0 and isinstance(sus["converged"], bool)
+
+
+@pytest.mark.parametrize("llc,data,key", [
+    ({"influence": True, "influence_rows": [3, 60]}, {"n": 60}, "llc.influence_rows: row 60 does not exist"),
+    ({"influence": True, "influence_rows": "5:2"}, {"n": 60}, "llc.influence_rows: range"),
+    ({"influence": True}, {"n": 2500}, "llc.influence_rows: n = 2500 > 2000"),
+    ({"influence": True, "influence_rows": "0:2000000"}, {"n": 3000000}, "llc.influence_rows:"),
+    ({"influence": True, "sampler": "sgld"}, {"n": 60}, "llc.influence: needs the LLC's draws"),
+    ({"susceptibility": {"rows": "50:70"}}, {"n": 60}, "llc.susceptibility.rows: range"),
+])
+def test_bad_influence_config_exits_2_in_one_line(tiny_config, tmp_path, capsys, llc, data, key):
+    from slt import cli
+
+    path = tiny_config(llc=llc, data={**data, "x": {"dist": "uniform"}})
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert key in err and "\n" not in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rows_of_a_data_file_are_checked_before_sampling(tiny_config, tmp_path, capsys, DELETE):
+    from slt import cli
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(30, 2)), y=rng.normal(size=(30, 1)))
+    path = tiny_config(llc={"at": "trained", "influence": True, "influence_rows": [29, 30]},
+                       data={"file": "d.npz"}, truth=DELETE, sampler__init="prior")
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "llc.influence_rows: row 30 does not exist" in err, err
+    assert not (tmp_path / "runs").exists()
