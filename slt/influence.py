@@ -80,7 +80,7 @@ def _losses_program():
     return jax.jit(lambda problem, ws: jax.vmap(lambda w: per_sample_nll(problem, w))(ws))
 
 
-def _losses(problem: Problem, ws: jax.Array) -> jax.Array:
+def _losses(ws: jax.Array, problem: Problem) -> jax.Array:
     """``l_i(w)`` for a batch of draws ``ws`` (t, d) -> (t, n); the problem is an argument (no
     recompilation for new data of the same shape)."""
     return _losses_program()(problem, ws)
@@ -148,51 +148,64 @@ class _Cov(NamedTuple):
 
 
 def batched_covariance(features: Callable, positions: np.ndarray, a_idx, b_idx,
-                       chunk: int | None = None) -> _Cov:
+                       chunk: int | None = None, args=None) -> _Cov:
     """``Cov(F_a, F_b)`` over draws ``positions`` (C, T, d) of the features
-    ``features(ws (t, d)) -> (t, k)`` (columns ``a_idx`` against ``b_idx``), with batch-means
-    standard errors (module doc). Draws are processed ``chunk`` at a time (padded to one
-    compiled shape); sums accumulate in float64, centred on the first draw's features."""
+    ``features(ws (t, d), args) -> (t, k)`` (``args`` a pytree argument, e.g. the Problem: new
+    data never recompiles; columns ``a_idx`` against ``b_idx``), with batch-means
+    standard errors (module doc). Draws go ``chunk`` at a time (padded to one compiled shape,
+    the padding masked out); everything stays on the device in two compiled programs (a
+    chunk's sums; a batch's covariance folded into the running sums, one fused pass over the
+    (p, q) arrays), the features centred on the first draw's so float32 sums keep the
+    covariance."""
     import jax
     import jax.numpy as jnp
 
     C, T, d = positions.shape
     m = _segments(C, T)
     tb = T // m
-    chunk = int(chunk or tb)
-    shift = None
-    covs, means_a, means_b = [], [], []
-    acc = {}
+    chunk = int(min(chunk or tb, tb))
+
+    @jax.jit
+    def chunk_sums(ws, shift, mask, args):
+        f = (features(ws, args) - shift) * mask[:, None]
+        fa, fb = f[:, a_idx], f[:, b_idx]
+        return fa.sum(0), fb.sum(0), fa.T @ fb
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def fold(acc, sa, sb, sab, first):
+        ma, mb = sa / tb, sb / tb
+        cov = sab / tb - ma[:, None] * mb[None, :]
+        total, sq, half_first = acc
+        return (total + cov, sq + cov * cov, half_first + jnp.where(first, cov, 0.0)), ma, mb
+
+    first_ws = jnp.asarray(positions[0, :1])
+    shift = jax.jit(features)(first_ws, args)[0]
+    acc, means_a, means_b = None, [], []
     for c in range(C):
         for s in range(m):
             seg = positions[c, s * tb:(s + 1) * tb]
-            sa = sb = sab = 0.0
+            sums = None
             for t0 in range(0, tb, chunk):
                 ws = seg[t0:t0 + chunk]
                 k = ws.shape[0]
+                mask = np.arange(chunk) < k
                 if k < chunk:
                     ws = np.concatenate([ws, np.repeat(ws[-1:], chunk - k, axis=0)])
-                f = np.asarray(features(jnp.asarray(ws)), np.float64)[:k]
-                if shift is None:
-                    shift = f[0].copy()
-                f -= shift
-                fa, fb = f[:, a_idx], f[:, b_idx]
-                sa, sb, sab = sa + fa.sum(0), sb + fb.sum(0), sab + fa.T @ fb
-            ma, mb = sa / tb, sb / tb
-            cov = sab / tb - np.outer(ma, mb)
+                part = chunk_sums(jnp.asarray(ws), shift, jnp.asarray(mask, shift.dtype), args)
+                sums = part if sums is None else tuple(x + y for x, y in zip(sums, part))
+            if acc is None:
+                acc = tuple(jnp.zeros_like(sums[2]) for _ in range(3))
+            acc, ma, mb = fold(acc, *sums, s < m // 2)
             means_a.append(ma)
             means_b.append(mb)
-            half = "first" if s < m // 2 else "second"
-            for key, val in ((half, cov), ("sum", cov), ("sumsq", cov * cov)):
-                acc[key] = acc.get(key, 0.0) + val
-            del sab
     B = C * m
-    ma, mb = np.array(means_a), np.array(means_b)
+    total, sq, first = (np.asarray(x, np.float64) for x in acc)
+    ma, mb = np.asarray(jnp.stack(means_a), np.float64), np.asarray(jnp.stack(means_b), np.float64)
     between = (ma - ma.mean(0)).T @ (mb - mb.mean(0)) / B
-    mean_cov = acc["sum"] / B
-    var = np.maximum(acc["sumsq"] / B - mean_cov ** 2, 0.0) * B / (B - 1)
-    return _Cov(mean_cov + between, np.sqrt(var / B), acc["first"] / (B / 2), acc["second"] / (B / 2),
-                B, C * T)
+    mean_cov = total / B
+    var = np.maximum(sq / B - mean_cov ** 2, 0.0) * B / (B - 1)
+    second = (total - first) / (B / 2)
+    return _Cov(mean_cov + between, np.sqrt(var / B), first / (B / 2), second, B, C * T)
 
 
 # ----------------------------------------------------------------------------- influence
@@ -231,7 +244,7 @@ def bif(problem: Problem, result, rows=None, *, max_bytes: int | None = None) ->
         raise ValueError(f"{len(idx)} query rows x {n} rows need about {need / 2**30:.1f} GiB, more "
                          f"than the {limit / 2**30:.1f} GiB allowed; choose fewer query rows")
     t0 = time.perf_counter()
-    out = batched_covariance(lambda ws: _losses(problem, ws), pos, idx, slice(None), _chunk_size(n))
+    out = batched_covariance(_losses, pos, idx, slice(None), _chunk_size(n), args=problem)
     b, se = -out.cov, out.se
     rel = float(np.linalg.norm(se) / max(np.linalg.norm(b), 1e-300))
     ok = bool(getattr(result, "converged", True)) and rel <= REL_SE_TOL
@@ -323,14 +336,13 @@ def susceptibility(problem: Problem, result, phi: Callable | None, other=None, *
     phi = problem.loss if phi is None else phi
     l_other = loss_observable(problem, rows=rows, data=other)
 
-    @jax.jit
-    def features(ws):
+    def features(ws, args):
         def one(w):
             return jnp.concatenate([jnp.atleast_1d(phi(w)), (l_other(w) - problem.loss(w))[None]])
         return jax.vmap(one)(ws)
 
     t0 = time.perf_counter()
-    k = int(np.asarray(features(jnp.asarray(pos[0, :1]))).shape[1]) - 1
+    k = int(np.asarray(jax.jit(features)(jnp.asarray(pos[0, :1]), None)).shape[1]) - 1
     out = batched_covariance(features, pos, np.arange(k), np.array([k]), 512)
     nb = float(result.nbeta)
     val, a, b = (-nb * v[:, 0] for v in (out.cov, out.first, out.second))

@@ -210,3 +210,15 @@ def test_rows_of_a_data_file_are_checked_before_sampling(tiny_config, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "llc.influence_rows: row 30 does not exist" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_readme_example_runs_as_written(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    start = text.index("### Influence functions and susceptibilities")
+    block = re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    exec(compile(block, "README.md: influence", "exec"), {})
+    rel = float(capsys.readouterr().out.splitlines()[0])
+    assert rel <= 0.1
