@@ -41,6 +41,17 @@ def test_keep_positions_leaves_the_estimate_unchanged():
         lc.estimate_llc(jax.random.key(0), loss, jnp.zeros(3), sampler="sgld", keep_positions=True, **kw)
 
 
+def test_thinning_counts_draws_across_auto_chunks(monkeypatch):
+    """num_draws: auto continues the chains in chunks of 500; every k-th draw of the whole run is
+    kept (k = 7 does not divide 500): the kept draws' losses are loss_trace[:, 6::7]."""
+    monkeypatch.setattr(lc, "trend_test", lambda excess, *a, **k: lc.TrendTest(False, 0.0, 0.0, 0.0, 0.0, 0.0))
+    loss = lambda w: 0.5 * jnp.sum(w ** 2)
+    r = lc.estimate_llc(jax.random.key(3), loss, jnp.zeros(2), nbeta=20.0, num_chains=2, num_draws="auto",
+                        max_draws=1500, keep_positions=7)
+    assert r.num_draws == 1500 and r.positions.shape == (2, 1500 // 7, 2)
+    np.testing.assert_allclose(jax.vmap(jax.vmap(loss))(r.positions), r.loss_trace[:, 6::7], rtol=1e-5)
+
+
 @pytest.mark.parametrize("seed,n,d,sigma,gamma,bias", [
     (11, 80, 2, 1.0, 1.0, False),
     (12, 250, 4, 0.3, 1.0, False),
