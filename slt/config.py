@@ -549,8 +549,10 @@ def _check(cfg: Config) -> Config:
             raise ConfigError(key, f"needs the LLC's draws: sampler hmc or mala (got {cfg.llc.sampler})")
         if cfg.llc.checkpoints is not None:
             raise ConfigError(key, "not with llc.checkpoints (the LLC along training keeps no draws)")
-        if cfg.data.n and cfg.data.file is None:
-            influence_check(cfg.llc, cfg.data.n)
+        if cfg.data.n and cfg.data.file is None and cfg.model.widths:
+            w = cfg.model.widths
+            d = sum(a * b + (b if cfg.model.bias else 0) for a, b in zip(w[:-1], w[1:]))
+            influence_check(cfg.llc, cfg.data.n, d)
     if cfg.llc is not None and cfg.llc.batch_size and cfg.llc.sampler != "sgld":
         raise ConfigError("llc.batch_size", f"minibatches need sampler: sgld ({cfg.llc.sampler} uses exact gradients)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
@@ -559,10 +561,21 @@ def _check(cfg: Config) -> Config:
     return cfg
 
 
-def influence_check(llc: LLCConfig, n: int) -> None:
-    """``llc.influence`` / ``llc.susceptibility`` rows against ``n`` rows of data, and the BIF's
-    memory, before any sampling (the stage calls it again once n is known from a file)."""
+def influence_check(llc: LLCConfig, n: int, d: int) -> None:
+    """``llc.influence`` / ``llc.susceptibility`` rows against ``n`` rows of data, the kept
+    draws' memory (d parameters) and the BIF's, before any sampling (the stage calls it again
+    once n is known from a data file)."""
     from slt import influence
+
+    total = _physical_memory()
+    cap = llc.num_draws if llc.num_draws != "auto" else (
+        llc.max_draws or {"hmc": 8000, "mala": 32000}.get(llc.sampler, 8000))
+    kept = 4 * llc.num_chains * (cap // llc.influence_thin) * d
+    if total and kept > total // 4:
+        raise ConfigError("llc.influence_thin", f"keeping up to {llc.num_chains} x {cap // llc.influence_thin} "
+                                                f"draws of d = {d} parameters needs {kept / 2**30:.1f} GiB, more "
+                                                f"than a quarter of this machine's {total / 2**30:.0f} GiB; "
+                                                "thin more (or lower llc.max_draws)")
 
     if llc.influence:
         if llc.influence_rows is None and n > influence.MAX_FULL_ROWS:
@@ -573,7 +586,7 @@ def influence_check(llc: LLCConfig, n: int) -> None:
             q = len(influence.parse_rows(llc.influence_rows, n))
         except ValueError as exc:
             raise ConfigError("llc.influence_rows", str(exc)) from None
-        need, total = influence.bif_memory(q, n), _physical_memory()
+        need = influence.bif_memory(q, n)
         if total and need > total // 2:
             raise ConfigError("llc.influence_rows", f"{q} query rows x n = {n} need about "
                                                     f"{need / 2**30:.1f} GiB, more than half this machine's "

@@ -324,14 +324,19 @@ def susceptibility(problem: Problem, result, phi: Callable | None, other=None, *
         chi = -nbeta Cov_w(phi(w), L'(w) - L_n(w))
 
     ``phi(w) -> scalar or (k,)`` (None: ``L_n``); ``L'`` the loss on ``other`` = ``(x, y)``
-    arrays or on ``rows`` of the problem's data (a list or ``"start:stop"``). The
+    arrays (a tuple or a :class:`slt.data.Dataset`) or on rows of the problem's data (``other``
+    or ``rows`` a list, an integer array or ``"start:stop"``). The
     fluctuation-dissipation identity: equal to ``(E_{+eps}[phi] - E_{-eps}[phi]) / (2 eps)``
     under ``L_{±eps}`` (tests/test_influence.py checks both ways)."""
     import jax
     import jax.numpy as jnp
 
+    if other is not None and not isinstance(other, tuple) and not hasattr(other, "x"):
+        other, rows = None, other if rows is None else _both()
+    if other is not None and hasattr(other, "x"):
+        other = (other.x, other.y)
     if (other is None) == (rows is None):
-        raise ValueError("give exactly one of other=(x, y) and rows=")
+        _both()
     pos = _positions(result)
     phi = problem.loss if phi is None else phi
     l_other = loss_observable(problem, rows=rows, data=other)
@@ -352,6 +357,10 @@ def susceptibility(problem: Problem, result, phi: Callable | None, other=None, *
     scal = (lambda v: float(v[0])) if k == 1 and np.ndim(phi(jnp.asarray(pos[0, 0]))) == 0 else (lambda v: v)
     return Susceptibility(scal(val), scal(se), scal(a), scal(b), ok, nb, out.num_draws, out.num_batches,
                           time.perf_counter() - t0)
+
+
+def _both():
+    raise ValueError("give exactly one of other=(x, y) and rows=")
 
 
 def reweighted_loss(w: jax.Array, data) -> jax.Array:

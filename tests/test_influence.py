@@ -199,11 +199,14 @@ def test_config_writes_influence_files_and_summary(tiny_config, tmp_path):
     ({"influence": True, "influence_rows": "0:2000000"}, {"n": 3000000}, "llc.influence_rows:"),
     ({"influence": True, "sampler": "sgld"}, {"n": 60}, "llc.influence: needs the LLC's draws"),
     ({"susceptibility": {"rows": "50:70"}}, {"n": 60}, "llc.susceptibility.rows: range"),
+    ({"influence": True, "model_widths": [2, 200000, 1]}, {"n": 60}, "llc.influence_thin: keeping up to"),
 ])
 def test_bad_influence_config_exits_2_in_one_line(tiny_config, tmp_path, capsys, llc, data, key):
     from slt import cli
 
-    path = tiny_config(llc=llc, data={**data, "x": {"dist": "uniform"}})
+    llc = dict(llc)
+    widths = llc.pop("model_widths", [2, 2, 1])
+    path = tiny_config(llc=llc, data={**data, "x": {"dist": "uniform"}}, model__widths=widths)
     assert cli.main(["run", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert key in err and "\n" not in err, err
@@ -233,3 +236,31 @@ def test_readme_example_runs_as_written(capsys):
     exec(compile(block, "README.md: influence", "exec"), {})
     rel = float(capsys.readouterr().out.splitlines()[0])
     assert rel <= 0.1
+
+
+@pytest.mark.parametrize("likelihood,d_out,y", [
+    ("gaussian", 2, lambda r: r.normal(size=(40, 2))),
+    ("bernoulli", 1, lambda r: r.integers(0, 2, size=(40, 1))),
+    ("categorical", 3, lambda r: r.integers(0, 3, size=(40, 1))),
+])
+def test_per_sample_losses_average_to_l_n(likelihood, d_out, y):
+    rng = np.random.default_rng(0)
+    p = Problem.make(models.make_mlp([2, 3, d_out], "tanh"), Dataset(rng.normal(size=(40, 2)), y(rng)),
+                     noise_std=0.7, likelihood=likelihood)
+    w = jnp.asarray(rng.normal(size=p.d), p.x.dtype)
+    per = influence.per_sample_nll(p, w)
+    assert per.shape == (40,)
+    np.testing.assert_allclose(float(per.mean()), float(p.loss(w)), rtol=1e-5)
+    sub = influence.loss_observable(p, rows="5:9")
+    np.testing.assert_allclose(float(sub(w)), float(per[5:9].mean()), rtol=1e-5)
+
+
+def test_susceptibility_takes_rows_or_data_positionally():
+    p, *_ = _linear(1, 50, 2, 1.0)
+    res = _fake_result(0.1 * np.random.default_rng(1).normal(size=(8, 64, 2)))
+    a = influence.susceptibility(p, res, None, "0:10")
+    b = influence.susceptibility(p, res, None, rows=list(range(10)))
+    c = influence.susceptibility(p, res, None, Dataset(np.asarray(p.x[:10]), np.asarray(p.y[:10])))
+    assert a.value == pytest.approx(b.value, rel=1e-6) and a.value == pytest.approx(c.value, rel=1e-5)
+    with pytest.raises(ValueError, match="exactly one"):
+        influence.susceptibility(p, res, None, "0:10", rows="0:5")

@@ -76,7 +76,7 @@ def check(ctx: Context) -> None:
 
     cfg = ctx.config.llc
     if cfg is not None and (cfg.influence or cfg.susceptibility is not None):
-        influence_check(cfg, ctx.problem.n)
+        influence_check(cfg, ctx.problem.n, ctx.problem.d)
 
 
 def draws_estimates(ctx: Context, cfg, res) -> tuple[dict, dict, dict, dict]:
