@@ -112,9 +112,10 @@ def parse_rows(rows, n: int) -> np.ndarray:
 
 
 def bif_memory(q: int, n: int, d: int = 0, num_positions: int = 0) -> int:
-    """Bytes :func:`bif` needs for ``q`` query rows against ``n`` rows: eight (q, n) float64
-    accumulators, temporaries and results, one chunk of per-sample losses, and the kept draws (float32)."""
-    return 8 * (8 * q * n + 2 * _chunk_size(n) * n) + 4 * num_positions * d
+    """Bytes :func:`bif` needs for ``q`` query rows against ``n`` rows, at its peak: the device's
+    four float32 (q, n) sums and the host's float64 results and temporaries (ten (q, n) float64
+    arrays in all), two chunks of per-sample losses, and the kept draws (float32)."""
+    return 8 * (10 * q * n + 2 * _chunk_size(n) * n) + 4 * num_positions * d
 
 
 def _chunk_size(n: int) -> int:
