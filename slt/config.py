@@ -570,6 +570,12 @@ def influence_check(llc: LLCConfig, n: int, d: int) -> None:
     total = _physical_memory()
     cap = llc.num_draws if llc.num_draws != "auto" else (
         llc.max_draws or {"hmc": 8000, "mala": 32000}.get(llc.sampler, 8000))
+    first = llc.num_draws if llc.num_draws != "auto" else min(cap, {"mala": 2000}.get(llc.sampler, 500))
+    least = 4 * influence.segments_per_chain(llc.num_chains)
+    if first // llc.influence_thin < least:
+        raise ConfigError("llc.influence_thin", f"keeps {first // llc.influence_thin} of {first} draws per "
+                                                f"chain, fewer than the {least} the batch-means standard "
+                                                "errors need; thin less or draw more")
     kept = 4 * llc.num_chains * (cap // llc.influence_thin) * d
     if total and kept > total // 4:
         raise ConfigError("llc.influence_thin", f"keeping up to {llc.num_chains} x {cap // llc.influence_thin} "

@@ -122,9 +122,14 @@ def _chunk_size(n: int) -> int:
     return int(min(1024, max(16, 2 ** 23 // max(n, 1))))   # ~64 MB of losses per chunk
 
 
-def _segments(num_chains: int, num_draws: int) -> int:
+def segments_per_chain(num_chains: int) -> int:
+    """Batches per chain: ``ceil(MIN_BATCHES / C)``, at least 2, even (two halves)."""
     m = max(2, math.ceil(MIN_BATCHES / num_chains))
-    m += m % 2
+    return m + m % 2
+
+
+def _segments(num_chains: int, num_draws: int) -> int:
+    m = segments_per_chain(num_chains)
     if num_draws < 4 * m:
         raise ValueError(f"{num_draws} kept draws per chain are too few for {m} batches per chain "
                          f"(need >= {4 * m}); run more draws or thin less")

@@ -200,6 +200,7 @@ def test_config_writes_influence_files_and_summary(tiny_config, tmp_path):
     ({"influence": True, "sampler": "sgld"}, {"n": 60}, "llc.influence: needs the LLC's draws"),
     ({"susceptibility": {"rows": "50:70"}}, {"n": 60}, "llc.susceptibility.rows: range"),
     ({"influence": True, "model_widths": [2, 200000, 1]}, {"n": 60}, "llc.influence_thin: keeping up to"),
+    ({"influence": True, "num_draws": 300, "influence_thin": 10}, {"n": 60}, "llc.influence_thin: keeps 30 of 300"),
 ])
 def test_bad_influence_config_exits_2_in_one_line(tiny_config, tmp_path, capsys, llc, data, key):
     from slt import cli

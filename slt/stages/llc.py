@@ -191,7 +191,11 @@ def run(ctx: Context) -> StageOutput:
         "draws_per_s": res.num_chains * (res.num_draws + res.num_burnin + res.num_adapt) / res.sampling_s,
     }}
     with progress.stage("llc: influence / susceptibility from the draws"):
-        extra, figures, files, timing = draws_estimates(ctx, cfg, res)
+        try:
+            extra, figures, files, timing = draws_estimates(ctx, cfg, res)
+        except ValueError as exc:   # e.g. too few kept draws: withheld, the LLC still reported
+            ctx.warn(f"llc.influence / susceptibility withheld: {exc}")
+            extra, figures, files, timing = {}, {}, {}, {}
     summary["llc"].update(extra)
     if ctx.config.output.figures:
         from slt.plots import llc as plots
