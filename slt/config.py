@@ -197,6 +197,22 @@ class TrainConfig:
                                 "llc.checkpoints does not)")
 
 
+def _rows_check(v):
+    if isinstance(v, str):
+        parts = v.split(":")
+        ok = len(parts) == 2 and all(not p.strip() or p.strip().isdigit() for p in parts)
+        return None if ok else f"must be a list of row indices or 'start:stop', got {v!r}"
+    return None if v and all(i >= 0 for i in v) else f"must be a non-empty list of row indices >= 0, got {v}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SusceptibilityConfig:
+    rows: Union[list[int], str] = _field(check=_rows_check,
+                                         doc="L' = the loss on these rows (a list or 'start:stop')")
+    observable: str = _field("rows", choices=("rows", "loss"),
+                             doc="phi: the loss on the same rows, or L_n")
+
+
 @dataclasses.dataclass(frozen=True)
 class LLCConfig:
     at: str = _field("truth", choices=("truth", "trained", "params"), doc="the point w*")
@@ -240,6 +256,17 @@ class LLCConfig:
                                         doc="the LLC along training: train with llc.train from a prior "
                                             "draw, estimate the LLC at this many log-spaced steps (needs "
                                             "at: trained); writes llc_trajectory.csv/.png")
+    influence: bool = _field(False, doc="Bayesian influence functions BIF(i, j) = -Cov(l_i, l_j) from the "
+                                        "LLC's draws (hmc, mala); writes influence.npz/.png, the most "
+                                        "influential pairs in the summary (slt.influence)")
+    influence_rows: Optional[Union[list[int], str]] = _field(
+        None, check=_rows_check, doc="query rows of the BIF: a list or 'start:stop'; default all "
+                                     "(n <= 2000; beyond, required)")
+    influence_thin: int = _field(1, check=at_least(1), doc="keep every k-th LLC draw for influence and "
+                                                           "susceptibility")
+    susceptibility: Optional[SusceptibilityConfig] = _field(
+        None, doc="linear response chi = -nbeta Cov(phi, L' - L_n) of an observable to reweighting "
+                  "the loss towards the rows' loss L' (slt.influence)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -516,12 +543,65 @@ def _check(cfg: Config) -> Config:
         if llc.refine:
             raise ConfigError("llc.refine", "must be false with llc.checkpoints (the LLC is taken at each "
                                             "checkpoint as it is)")
+    if cfg.llc is not None and (cfg.llc.influence or cfg.llc.susceptibility is not None):
+        key = "llc.influence" if cfg.llc.influence else "llc.susceptibility"
+        if cfg.llc.sampler not in ("hmc", "mala"):
+            raise ConfigError(key, f"needs the LLC's draws: sampler hmc or mala (got {cfg.llc.sampler})")
+        if cfg.llc.checkpoints is not None:
+            raise ConfigError(key, "not with llc.checkpoints (the LLC along training keeps no draws)")
+        if cfg.data.n and cfg.data.file is None and cfg.model.widths:
+            w = cfg.model.widths
+            d = sum(a * b + (b if cfg.model.bias else 0) for a, b in zip(w[:-1], w[1:]))
+            influence_check(cfg.llc, cfg.data.n, d)
     if cfg.llc is not None and cfg.llc.batch_size and cfg.llc.sampler != "sgld":
         raise ConfigError("llc.batch_size", f"minibatches need sampler: sgld ({cfg.llc.sampler} uses exact gradients)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
         raise ConfigError("llc.batch_size", f"must be <= data.n ({cfg.data.n}), got {cfg.llc.batch_size}")
     _check_memory(cfg)
     return cfg
+
+
+def influence_check(llc: LLCConfig, n: int, d: int) -> None:
+    """``llc.influence`` / ``llc.susceptibility`` rows against ``n`` rows of data, the kept
+    draws' memory (d parameters) and the BIF's, before any sampling (the stage calls it again
+    once n is known from a data file)."""
+    from slt import influence
+
+    total = _physical_memory()
+    cap = llc.num_draws if llc.num_draws != "auto" else (
+        llc.max_draws or {"hmc": 8000, "mala": 32000}.get(llc.sampler, 8000))
+    first = llc.num_draws if llc.num_draws != "auto" else min(cap, {"mala": 2000}.get(llc.sampler, 500))
+    least = 4 * influence.segments_per_chain(llc.num_chains)
+    if first // llc.influence_thin < least:
+        raise ConfigError("llc.influence_thin", f"keeps {first // llc.influence_thin} of {first} draws per "
+                                                f"chain, fewer than the {least} the batch-means standard "
+                                                "errors need; thin less or draw more")
+    kept = 4 * llc.num_chains * (cap // llc.influence_thin) * d
+    if total and kept > total // 4:
+        raise ConfigError("llc.influence_thin", f"keeping up to {llc.num_chains} x {cap // llc.influence_thin} "
+                                                f"draws of d = {d} parameters needs {kept / 2**30:.1f} GiB, more "
+                                                f"than a quarter of this machine's {total / 2**30:.0f} GiB; "
+                                                "thin more (or lower llc.max_draws)")
+
+    if llc.influence:
+        if llc.influence_rows is None and n > influence.MAX_FULL_ROWS:
+            raise ConfigError("llc.influence_rows", f"n = {n} > {influence.MAX_FULL_ROWS}: the full n x n "
+                                                    "influence matrix is not computed; choose the query "
+                                                    "rows (e.g. '0:500')")
+        try:
+            q = len(influence.parse_rows(llc.influence_rows, n))
+        except ValueError as exc:
+            raise ConfigError("llc.influence_rows", str(exc)) from None
+        need = influence.bif_memory(q, n)
+        if total and need > total // 2:
+            raise ConfigError("llc.influence_rows", f"{q} query rows x n = {n} need about "
+                                                    f"{need / 2**30:.1f} GiB, more than half this machine's "
+                                                    f"{total / 2**30:.0f} GiB; choose fewer rows")
+    if llc.susceptibility is not None:
+        try:
+            influence.parse_rows(llc.susceptibility.rows, n)
+        except ValueError as exc:
+            raise ConfigError("llc.susceptibility.rows", str(exc)) from None
 
 
 def _check_external(cfg: Config) -> Config:

@@ -89,6 +89,7 @@ class LLCResult(NamedTuple):
     trend: Optional["TrendTest"] = None
     trajectory_length: Optional[float] = None   # HMC: nominal T = (pi/2)/sqrt(kappa_min)
     steps_per_draw: Optional[float] = None      # gradient evaluations per draw and chain
+    positions: Optional[np.ndarray] = None      # (C, T', d) the draws (keep_positions; T' = T // thin)
 
 
 def default_nbeta(n: int) -> float:
@@ -236,7 +237,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                  batch_loss_fn: Callable | None = None, batch_size: int | None = None,
                  max_tree_depth: int = 8, trajectory_length: float | None = None,
                  max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None,
-                 model=None) -> LLCResult:
+                 keep_positions: bool | int = False, model=None) -> LLCResult:
     """Estimate ``llc(w*) = nbeta (E[L(w)] - L(w*))`` over ``p(w|w*) ∝ exp(-nbeta L - gamma/2 ||w-w*||^2)``.
 
     Args:
@@ -269,6 +270,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
       batch_loss_fn, batch_size: minibatch SGLD, ``batch_loss_fn(w, data, idx)`` with ``idx``
         (batch_size,) row indices drawn uniformly with replacement per step.
       progress: optional ``progress(draws_done, draws_cap)`` callback (auto mode).
+      keep_positions: keep the draws in ``result.positions`` (C, T', d) for estimators on the
+        same posterior (:mod:`slt.influence`); an integer k > 1 keeps every k-th draw
+        (``T' = T // k``). HMC and MALA only. Off (default): the same program and numbers.
       model: only names parameters in error messages (:func:`slt.health.param_name`).
 
     Raises ``ValueError`` before sampling when ``L`` or its gradient is not finite at w*
@@ -280,6 +284,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    thin = int(keep_positions)
+    if thin and sampler not in RESUMABLE:
+        raise ValueError(f"keep_positions needs sampler hmc or mala, got {sampler!r}")
     w_star = jnp.asarray(w_star, jnp.result_type(float))
     if w_star.ndim != 1:
         raise ValueError(f"w_star must be a flat (d,) vector, got shape {w_star.shape}")
@@ -301,6 +308,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     nbeta_a, gamma_a = jnp.asarray(nbeta, dtype), jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
     traj = steps_per_draw = None
+    kept = []   # keep_positions: the thinned draws of every chunk
     if sampler in RESUMABLE:
         from slt import llc_chains
 
@@ -309,11 +317,14 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
         states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
                                                       k_curv, given_t)
-        draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev)
+        draw = (llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev, True) if thin
+                else llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev))
         def draw_chunk(i):
             nonlocal states
             ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
-            states, loss, acc, st = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            states, loss, acc, st, *pos = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            if thin:   # every thin-th draw, counted over the whole run
+                kept.append(np.asarray(pos[0])[:, (thin - 1 - i * chunk) % thin::thin])
             return loss, acc, st
 
         def converged(losses):
@@ -338,7 +349,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
                     draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step)
-    return res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
+    res = res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
+    return res._replace(positions=np.concatenate(kept, axis=1)) if thin else res
 
 
 def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | None = None,

@@ -286,10 +286,13 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
 
 
 @functools.lru_cache(maxsize=None)
-def draw_program(sampler, loss_fn, chunk, max_steps, ndev):
+def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False):
     """Jitted ``run(keys (C,), states, eps (C,), inv_mass (C, d), w_star, data, nbeta, gamma,
     trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk))``:
-    ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``."""
+    ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``.
+    ``keep_positions`` (static) appends the draws themselves, ``positions (C, chunk, d)``
+    (Bayesian influence functions and susceptibilities, :mod:`slt.influence`); off, the
+    program is the same as before the flag existed."""
     from slt import localized_hmc as hmc
 
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
@@ -302,9 +305,10 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev):
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
                 state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
                 steps = info.num_steps
-            return state, (info.loss, jnp.where(info.nonfinite, jnp.nan, info.accept_prob), steps)
+            out = (info.loss, jnp.where(info.nonfinite, jnp.nan, info.accept_prob), steps)
+            return state, out + ((state.w,) if keep_positions else ())
 
-        state, (loss, accept, steps) = jax.lax.scan(body, state, jax.random.split(key, chunk))
-        return state, loss, accept, steps
+        state, outs = jax.lax.scan(body, state, jax.random.split(key, chunk))
+        return (state,) + outs
 
     return jax.jit(_shard(one_chain, ndev, 4, 5))

@@ -262,6 +262,13 @@ def _estimate_rows(s: dict) -> list[tuple[str, str, str]]:
         if "exact_lambda" in llc:
             rows.append(("exact lambda", fmt_value(llc["exact_lambda"]) if llc["exact_lambda"] is not None
                          else "unknown", ""))
+        inf, sus = llc.get("influence"), llc.get("susceptibility")
+        if inf and inf.get("top_pairs"):
+            top = inf["top_pairs"][0]
+            rows.append(("top influence", fmt_value(top["bif"], top["se"]),
+                         f"BIF(row {top['i']}, row {top['j']}); influence.npz"))
+        if sus:
+            rows.append(("susceptibility", fmt_value(sus["chi"], sus["se"]), f"rows {sus['rows']}"))
     if "fisher" in s:
         rows += _fisher_rows(s.get("fisher"))
     return rows

@@ -338,6 +338,8 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
     ctx = build_context(cfg, problem)
     ctx.point = point                 # may raise ConfigError (e.g. data file) before any dir
     modules = {s: importlib.import_module(STAGE_MODULES[s]) for s in stages}
+    for module in modules.values():   # a stage's checks that need the data (ConfigError), before any dir
+        getattr(module, "check", lambda ctx: None)(ctx)
     from slt import health
 
     health.preflight(ctx, stages)     # a point that cannot be sampled: one line, no directory

@@ -69,6 +69,67 @@ def exact_lambda(ctx: Context) -> dict:
                             "Aoyagi & Watanabe 2005 (reduced rank)" if spec.num_layers == 2 else "regular (d/2)"}
 
 
+def check(ctx: Context) -> None:
+    """Before any sampling or run directory: influence and susceptibility rows against the
+    data's n (a data file's n is known only now), and the BIF's memory (ConfigError)."""
+    from slt.config import influence_check
+
+    cfg = ctx.config.llc
+    if cfg is not None and (cfg.influence or cfg.susceptibility is not None):
+        influence_check(cfg, ctx.problem.n, ctx.problem.d)
+
+
+def draws_estimates(ctx: Context, cfg, res) -> tuple[dict, dict, dict, dict]:
+    """``llc.influence`` and ``llc.susceptibility`` from the LLC's kept draws: (summary keys,
+    figures, files, timing). The estimators are in :mod:`slt.influence`."""
+    from slt import influence
+
+    p, summary, figures, files, timing = ctx.problem, {}, {}, {}, {}
+    if res.positions is None or res.mean is None:   # withheld (diverged): nothing to estimate from
+        return summary, figures, files, timing
+    draws = {"num_draws": int(res.positions.shape[0] * res.positions.shape[1]),
+             "thin": cfg.influence_thin}
+    if cfg.influence:
+        b = influence.bif(p, res, cfg.influence_rows)
+        if not b.converged:
+            ctx.warn(f"llc.influence: not converged (LLC converged: {res.converged}; ||se||_F / "
+                     f"||BIF||_F = {b.rel_se:.2g}, goal <= {influence.REL_SE_TOL}); run more draws")
+        pairs = influence.top_pairs(b, 10)
+        diag = b.bif[np.arange(len(b.rows)), b.rows]
+        summary["influence"] = {
+            "rows": "all" if cfg.influence_rows is None else cfg.influence_rows,
+            "num_rows": len(b.rows), "n": p.n, "top_pairs": pairs,
+            "self_influence_mean": float(diag.mean()), "rel_se": b.rel_se, "converged": b.converged,
+            "num_batches": b.num_batches, **draws, "seconds": b.seconds,
+            "se_method": "batch means: every chain cut into segments, se = sd / sqrt(batches)"}
+        timing["influence_s"] = b.seconds
+
+        def write(path):
+            with open(path, "wb") as fh:
+                np.savez(fh, bif=b.bif, bif_se=b.se, rows=b.rows, nbeta=res.nbeta, gamma=res.gamma,
+                         num_draws=b.num_draws, num_batches=b.num_batches)
+        files["influence.npz"] = write
+        if ctx.config.output.figures:
+            from slt.plots.influence import influence_heatmap
+
+            figures["influence"] = influence_heatmap(b.bif, b.se, b.rows,
+                                                     title=f"{ctx.config.name}: BIF (n={p.n})")
+    if cfg.susceptibility is not None:
+        sc = cfg.susceptibility
+        phi = influence.loss_observable(p, rows=sc.rows) if sc.observable == "rows" else None
+        chi = influence.susceptibility(p, res, phi, rows=sc.rows)
+        if not chi.converged:
+            ctx.warn(f"llc.susceptibility: not converged (LLC converged: {res.converged}; halves "
+                     f"{chi.first:.4g} and {chi.second:.4g}, se {chi.se:.2g}); run more draws")
+        summary["susceptibility"] = {
+            "rows": sc.rows, "observable": "loss on rows" if sc.observable == "rows" else "L_n",
+            "perturbation": "L' = loss on rows", "chi": chi.value, "se": chi.se,
+            "first_half": chi.first, "second_half": chi.second, "converged": chi.converged,
+            "num_batches": chi.num_batches, **draws, "seconds": chi.seconds}
+        timing["susceptibility_s"] = chi.seconds
+    return summary, figures, files, timing
+
+
 def run(ctx: Context) -> StageOutput:
     cfg, p = ctx.config.llc, ctx.problem
     if cfg.checkpoints is not None:   # the LLC along training
@@ -90,7 +151,9 @@ def run(ctx: Context) -> StageOutput:
             bar.n = done
             bar.refresh()
 
-        res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick, **settings)
+        keep = cfg.influence_thin if cfg.influence or cfg.susceptibility is not None else False
+        res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick,
+                                 **settings, **({"keep_positions": keep} if keep else {}))
     for w in res.warnings:
         ctx.warn(w)
     stderr = None if res.mean is None else max(res.mcse or 0.0, (res.std or 0.0) / np.sqrt(res.num_chains))
@@ -127,7 +190,13 @@ def run(ctx: Context) -> StageOutput:
         "rhat_loss": res.rhat, "ess_loss": res.ess, "diverged": res.diverged,
         "draws_per_s": res.num_chains * (res.num_draws + res.num_burnin + res.num_adapt) / res.sampling_s,
     }}
-    figures = {}
+    with progress.stage("llc: influence / susceptibility from the draws"):
+        try:
+            extra, figures, files, timing = draws_estimates(ctx, cfg, res)
+        except ValueError as exc:   # e.g. too few kept draws: withheld, the LLC still reported
+            ctx.warn(f"llc.influence / susceptibility withheld: {exc}")
+            extra, figures, files, timing = {}, {}, {}, {}
+    summary["llc"].update(extra)
     if ctx.config.output.figures:
         from slt.plots import llc as plots
 
@@ -141,8 +210,8 @@ def run(ctx: Context) -> StageOutput:
             np.savez(fh, loss_trace=res.loss_trace, running_mean=res.running_mean,
                      acceptance=res.acceptance, step_size=res.step_size, w_star=np.asarray(w_star))
 
-    return StageOutput(summary=summary, figures=figures, files={"llc_traces.npz": write_traces},
-                       timing={"llc_sampling_s": res.sampling_s})
+    return StageOutput(summary=summary, figures=figures, files={"llc_traces.npz": write_traces, **files},
+                       timing={"llc_sampling_s": res.sampling_s, **timing})
 
 
 # ----------------------------------------------------------------------------- calibrate
