@@ -259,3 +259,27 @@ def tanh_lambda(H: int) -> Tuple[float, int]:
         raise ValueError(f"tanh: H must be a positive integer, got {H!r}")
     i = math.isqrt(H)
     return float(Fraction(H + i * i + i, 4 * i + 2)), 2 if i * i == H else 1
+
+
+def restricted_llc_gaussian(H, g, u_star, nbeta: float, gamma: float) -> float:
+    """The weight-restricted LLC of a loss quadratic in the restricted weights u (a
+    Gaussian-likelihood model linear in u: any layer of a deep linear network, the last layer
+    of any network), exactly, at any point (not only a minimiser)::
+
+        L_n(u, v*) = c - g.u + u^T H u / 2
+        P  = nbeta H + gamma I,   mu = P^-1 (nbeta g + gamma u*)       (the Gaussian posterior of u)
+        llc_u = nbeta [-g.mu + (mu^T H mu + tr(H P^-1)) / 2 - (-g.u* + u*^T H u*/2)]
+
+    Its limit nbeta -> inf at a minimiser is rank(H)/2. ``H`` (k, k) symmetric PSD, ``g`` and
+    ``u_star`` (k,); float64 numpy (notes/restricted_llc.md; :func:`slt.restricted.linear_terms`
+    computes g and H)."""
+    import numpy as np
+
+    H = np.asarray(H, np.float64)
+    g = np.asarray(g, np.float64)
+    u = np.asarray(u_star, np.float64)
+    P = nbeta * H + gamma * np.eye(H.shape[0])
+    mu = np.linalg.solve(P, nbeta * g + gamma * u)
+    tr = float(np.trace(np.linalg.solve(P, H)))
+    mean_loss = -g @ mu + 0.5 * (mu @ H @ mu + tr)
+    return float(nbeta * (mean_loss - (-g @ u + 0.5 * u @ H @ u)))

@@ -89,6 +89,8 @@ class LLCResult(NamedTuple):
     trend: Optional["TrendTest"] = None
     trajectory_length: Optional[float] = None   # HMC: nominal T = (pi/2)/sqrt(kappa_min)
     steps_per_draw: Optional[float] = None      # gradient evaluations per draw and chain
+    observables: Optional[np.ndarray] = None    # (C, T, k) observable_fn at every draw (if given)
+    observables_at_w_star: Optional[np.ndarray] = None   # (k,) observable_fn(w*, data)
 
 
 def default_nbeta(n: int) -> float:
@@ -235,7 +237,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                  step_size: float | None = None, target_accept: float | None = None,
                  batch_loss_fn: Callable | None = None, batch_size: int | None = None,
                  max_tree_depth: int = 8, trajectory_length: float | None = None,
-                 max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None) -> LLCResult:
+                 max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None,
+                 observable_fn: Callable | None = None) -> LLCResult:
     """Estimate ``llc(w*) = nbeta (E[L(w)] - L(w*))`` over ``p(w|w*) ∝ exp(-nbeta L - gamma/2 ||w-w*||^2)``.
 
     Args:
@@ -268,6 +271,10 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
       batch_loss_fn, batch_size: minibatch SGLD, ``batch_loss_fn(w, data, idx)`` with ``idx``
         (batch_size,) row indices drawn uniformly with replacement per step.
       progress: optional ``progress(draws_done, draws_cap)`` callback (auto mode).
+      observable_fn: optional ``observable_fn(w, data) -> (k,)`` evaluated at every recorded
+        draw inside the compiled draw program (HMC and MALA); its values are
+        ``result.observables`` (C, T, k), and its value at w* ``observables_at_w_star``.
+        Pass the same function object again to reuse the compiled program.
 
     Returns: :class:`LLCResult`. Warnings (in ``result.warnings``): divergence (estimate
     withheld), not converged (trend test), negative LLC (w* not a local minimum), poor mixing
@@ -275,6 +282,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if observable_fn is not None and sampler not in RESUMABLE:
+        raise ValueError(f"observable_fn needs sampler hmc or mala, got {sampler!r}")
     w_star = jnp.asarray(w_star, jnp.result_type(float))
     if w_star.ndim != 1:
         raise ValueError(f"w_star must be a flat (d,) vector, got shape {w_star.shape}")
@@ -289,6 +298,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     nbeta_a, gamma_a = jnp.asarray(nbeta, dtype), jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
     traj = steps_per_draw = None
+    observables = []
     if sampler in RESUMABLE:
         from slt import llc_chains
 
@@ -297,11 +307,12 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
         states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
                                                       k_curv, given_t)
-        draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev)
+        draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev, observable_fn)
         def draw_chunk(i):
             nonlocal states
             ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
-            states, loss, acc, st = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            states, loss, acc, st, *obs = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            observables.extend(np.asarray(o, np.float64) for o in obs)
             return loss, acc, st
 
         def converged(losses):
@@ -326,7 +337,11 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
                     draws_cap=cap if auto and sampler in RESUMABLE else None)
-    return res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
+    res = res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
+    if observable_fn is not None:
+        at_star = np.asarray(jax.jit(observable_fn)(w_star, data), np.float64)
+        res = res._replace(observables=np.concatenate(observables, axis=1), observables_at_w_star=at_star)
+    return res
 
 
 def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | None = None,

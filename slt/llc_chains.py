@@ -286,22 +286,31 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
 
 
 @functools.lru_cache(maxsize=None)
-def draw_program(sampler, loss_fn, chunk, max_steps, ndev):
+def draw_program(sampler, loss_fn, chunk, max_steps, ndev, observable_fn=None):
     """Jitted ``run(keys (C,), states, eps (C,), inv_mass (C, d), w_star, data, nbeta, gamma,
     trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk))``:
-    ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``."""
+    ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``.
+
+    ``observable_fn(w, data) -> (k,)`` (static, optional): evaluated at every draw inside the
+    same scan; its values come back as a fifth output ``(C, chunk, k)`` (e.g. the loss on
+    another data set for the data-refined LLC, :mod:`slt.restricted`), so nothing per draw
+    but k numbers leaves the program."""
     from slt import localized_hmc as hmc
 
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
         def body(state, k):
             if sampler == "mala":
                 state, info = langevin.mala_step(k, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
-                return state, (info.loss, info.accept_prob, jnp.ones((), jnp.int32))
-            steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
-            state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
-            return state, (info.loss, info.accept_prob, info.num_steps)
+                out = (info.loss, info.accept_prob, jnp.ones((), jnp.int32))
+            else:
+                steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
+                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
+                out = (info.loss, info.accept_prob, info.num_steps)
+            if observable_fn is not None:
+                out = out + (observable_fn(state.w, data),)
+            return state, out
 
-        state, (loss, accept, steps) = jax.lax.scan(body, state, jax.random.split(key, chunk))
-        return state, loss, accept, steps
+        state, out = jax.lax.scan(body, state, jax.random.split(key, chunk))
+        return (state,) + tuple(out)
 
     return jax.jit(_shard(one_chain, ndev, 4, 5))
