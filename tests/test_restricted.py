@@ -157,3 +157,62 @@ def test_the_refined_llc_of_a_linear_model_matches_the_gaussian_closed_form():
     assert abs(_z(out.llc, exact.restricted_llc_gaussian(t.H, t.g, t.u_star, nbeta, gamma))) < Z_MAX
     with pytest.raises(ValueError, match="refined data"):
         restricted.refined_llc(jax.random.key(4), p, truth, p.with_data(other.x[:, :2], other.y), nbeta=nbeta)
+
+
+# ----------------------------------------------------------------------------- config, CLI, slt.run
+def _cfg(tmp_path, **llc):
+    import yaml
+
+    cfg = {"name": "r", "seed": 0, "model": {"widths": [2, 3, 1], "activation": "tanh", "noise_std": 0.5},
+           "truth": {"random": {"seed": 1}}, "data": {"n": 80, "x": {"dist": "normal"}},
+           "llc": {"at": "truth", "num_chains": 2, "num_draws": 100, "lambda_hat": False, **llc},
+           "output": {"figures": True}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("llc, words", [
+    ({"weights": ["W1", "W9"]}, "llc.weights: unknown weight name(s) ['W9']"),
+    ({"weights": []}, "llc.weights: empty selection"),
+    ({"weights": ["W1"], "gamma": 0.0}, "llc.gamma:"),
+    ({"data": {"rows": [0, 500]}}, "llc.data.rows: stop 500 exceeds data.n = 80"),
+    ({"data": {"file": "bad.npz"}}, "llc.data.file:"),
+    ({"data": {"rows": [0, 10]}, "sampler": "sgld"}, "llc.sampler:"),
+])
+def test_bad_restricted_or_refined_config_exits_2_with_one_line(tmp_path, capsys, llc, words):
+    from slt import cli
+
+    np.savez(tmp_path / "bad.npz", x=np.zeros((10, 3)), y=np.zeros((10, 1)))     # d_in is 2
+    assert cli.main(["validate", str(_cfg(tmp_path, **llc))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
+def test_the_llc_stage_writes_the_restricted_per_layer_and_refined_estimates(tmp_path):
+    import json
+
+    from slt import cli
+
+    path = _cfg(tmp_path, weights=["W2", "b2"], per_layer=True, data={"rows": [0, 40]})
+    assert cli.main(["llc", str(path), "--out", str(tmp_path / "runs"), "--quiet", "--no-cache"]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    s = json.loads((run / "summary.json").read_text())["llc"]
+    assert s["weights"] == ["W2", "b2"] and s["mean"] is not None and "exact_lambda" not in s
+    assert [r["weights"] for r in s["per_layer"]] == [["W1", "b1"], ["W2", "b2"]]
+    assert all({"mean", "stderr", "converged"} <= set(r) for r in s["per_layer"])
+    assert s["refined"]["data"]["n"] == 40 and s["refined"]["stderr"] > 0
+    assert (run / "llc_per_layer.png").is_file()
+
+
+def test_slt_run_on_a_python_model_refuses_unknown_leaf_names(tmp_path):
+    import slt
+    from slt.config import ConfigError
+
+    params = {"hidden": jnp.ones((2, 3)), "head": jnp.ones((3,))}
+    x = jax.random.normal(jax.random.key(0), (40, 2))
+    problem = Problem.from_function(lambda p, x: jnp.tanh(x @ p["hidden"]) @ p["head"], params, x,
+                                    jnp.zeros(40), noise_std=0.5)
+    with pytest.raises(ConfigError, match=r"llc.weights: unknown weight name\(s\) \['W1'\].*hidden"):
+        slt.run(problem, {"llc": {"at": "params", "weights": ["W1"], "lambda_hat": False}},
+                w_star=params, stages=["llc"], out=tmp_path)
