@@ -216,3 +216,16 @@ def test_slt_run_on_a_python_model_refuses_unknown_leaf_names(tmp_path):
     with pytest.raises(ConfigError, match=r"llc.weights: unknown weight name\(s\) \['W1'\].*hidden"):
         slt.run(problem, {"llc": {"at": "params", "weights": ["W1"], "lambda_hat": False}},
                 w_star=params, stages=["llc"], out=tmp_path)
+
+
+def test_the_readme_example_runs_as_written(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    start = text.index("**Restricted and data-refined LLCs**")
+    block = re.findall(r"```python\n(.*?)```", text[start:], re.S)[0]
+    exec(compile(block, "README.md: restricted LLCs", "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    mean, se, _, value = lines[0].split()
+    assert abs(float(mean) - float(value)) < Z_MAX * float(se)
