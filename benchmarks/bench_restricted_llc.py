@@ -7,7 +7,8 @@ layer), side by side, with the exact Gaussian answer of every layer (slt.exact.r
 
 Timings: wall seconds in this process, the first call (compilation included) and later calls
 (same shapes, compiled programs reused), batch and loop alternating; the estimators block on
-their results (numpy conversion). The load
+their results (numpy conversion). Also the process CPU seconds of each call (all threads),
+less sensitive than wall time to other jobs on a shared machine. The load
 average is recorded before and after: the machine is shared.
 """
 import argparse
@@ -42,19 +43,23 @@ def main():
     key = jax.random.key(2)
     load = [os.getloadavg()[0]]
     times = {"batch": [], "loop": []}
+    cpu = {"batch": [], "loop": []}
     out = loop = None
     for rep in range(a.repeats):          # alternate, so both see the same load on average
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = restricted.per_layer_llc(key, p, w_star, **kw)
         times["batch"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        cpu["batch"].append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         loop = [restricted.restricted_llc(jax.random.fold_in(key, j), p, w_star, g, **kw) for j, g in enumerate(groups)]
         times["loop"].append(time.perf_counter() - t0)
+        cpu["loop"].append(time.process_time() - c0)
         load.append(os.getloadavg()[0])
     times = {"batch_first_s": times["batch"][0], "loop_first_s": times["loop"][0],
              "batch_later_s": times["batch"][1:], "loop_later_s": times["loop"][1:],
              "batch_later_median_s": float(np.median(times["batch"][1:])) if a.repeats > 1 else None,
-             "loop_later_median_s": float(np.median(times["loop"][1:])) if a.repeats > 1 else None}
+             "loop_later_median_s": float(np.median(times["loop"][1:])) if a.repeats > 1 else None,
+             "batch_cpu_s": cpu["batch"], "loop_cpu_s": cpu["loop"]}
     rows = []
     for g, rb, rl in zip(groups, out.results, loop):
         t = restricted.linear_terms(p, w_star, g)

@@ -30,7 +30,9 @@ def _problem(widths, activation="identity", bias=False, n=200, seed=0, noise=0.5
 
 
 def _z(res, value):
-    return (res.mean - value) / restricted.stderr(res)
+    z = (res.mean - value) / restricted.stderr(res)
+    print(f"estimate {res.mean:.4f} +- {restricted.stderr(res):.4f}, exact {value:.4f}, z = {z:+.2f}")  # pytest -s
+    return z
 
 
 def _exact(problem, w, names, nbeta, gamma):
