@@ -9,7 +9,9 @@ L_n next to the truth, slt.learning_coefficient.refine_point):
   generic: two active nodes w1 = (0.6, 0.8), b1 = -0.3; w2 = (-0.8, 0.6), b2 = 0.2; q = (1, 1), c = 0
   dead q2: the same first node, q2 = 0 (node 2 does not reach the output: its input weights are
            flat directions of L_n, held only by gamma)
-restricted to [W1, b1] (both nodes' input weights and biases) and to [W1].
+restricted to [W1, b1] (both nodes' input weights and biases) and to [W1]; with --nodes, to
+each hidden node's (w_j, b_j, q_j) (a coordinate mask: q_j reaches the output, so with q2 = 0
+node 2's restricted posterior is singular: q2 * ReLU(w2.x + b2)).
 """
 import argparse
 import json
@@ -61,6 +63,7 @@ def main():
     ap.add_argument("--samples", type=int, default=20000)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--out", default="benchmarks/restricted_nuts.json")
+    ap.add_argument("--nodes", action="store_true", help="restrict to each hidden node (w_j, b_j, q_j) instead")
     a = ap.parse_args()
     spec = models.make_mlp([2, 2, 1], "relu", True)
     rows = []
@@ -70,7 +73,13 @@ def main():
         p = Problem.make(spec, ds)
         w_star, _, grad = lc.refine_point(p, models.flatten(tparams), jitter=0.0)
         nbeta, gamma = lc.default_nbeta(p.n), 1.0
-        for names in (["W1", "b1"], ["W1"]):
+        nodes = {f"node {j + 1}": np.isin(np.arange(9), [2 * j, 2 * j + 1, 4 + j, 6 + j]).astype(float)
+                 for j in range(2)}          # node j: its input weights, bias and output weight
+        if a.nodes:
+            selections = list(nodes.items())
+        else:
+            selections = [("+".join(ns), ns) for ns in (["W1", "b1"], ["W1"])]
+        for label, names in selections:
             t0 = time.perf_counter()
             r = restricted.restricted_llc(jax.random.key(ci), p, w_star, names, nbeta=nbeta, gamma=gamma)
             t_slt = time.perf_counter() - t0
@@ -79,7 +88,7 @@ def main():
                                                             gamma, a.samples)
             t_nuts = time.perf_counter() - t0
             se = restricted.stderr(r)
-            row = {"case": case, "weights": names, "grad_norm_at_w_star": grad,
+            row = {"case": case, "weights": label, "grad_norm_at_w_star": grad,
                    "slt_hmc": r.mean, "slt_se": se, "slt_converged": r.converged, "slt_draws": r.num_draws,
                    "slt_s": t_slt, "nuts": ref, "nuts_se": ref_se, "nuts_rhat": ref_rhat, "nuts_ess": ref_ess,
                    "nuts_s": t_nuts, "z": (r.mean - ref) / math.hypot(se, ref_se)}

@@ -79,9 +79,17 @@ def _key_name(k) -> str:
     return str(k)
 
 
-def weight_mask(model, weights: Sequence[str]) -> np.ndarray:
-    """0/1 float mask (d,) selecting ``weights``; ``ValueError`` naming unknown names (with the
-    known ones) or an empty selection."""
+def weight_mask(model, weights) -> np.ndarray:
+    """0/1 float mask (d,) selecting ``weights``: a list of names, or (Python API) a (d,) 0/1
+    or boolean array of coordinates (e.g. one hidden node's in- and out-weights).
+    ``ValueError`` naming unknown names (with the known ones) or an empty selection."""
+    if isinstance(weights, (np.ndarray, jax.Array)):
+        mask = np.asarray(weights, np.float64)
+        if mask.shape != (model.d,) or not np.isin(mask, (0.0, 1.0)).all():
+            raise ValueError(f"a weight mask must be a (d,) = ({model.d},) array of 0/1, got shape {mask.shape}")
+        if not mask.any():
+            raise ValueError("empty selection: the mask selects no coordinate")
+        return mask
     slices = weight_slices(model)
     weights = list(weights or [])
     if not weights:
@@ -157,10 +165,10 @@ def _arguments(problem, w_star, nbeta, batch_size, kwargs):
 
 
 # ----------------------------------------------------------------------------- estimators
-def restricted_llc(key: jax.Array, problem: Problem, w_star, weights: Sequence[str], *,
+def restricted_llc(key: jax.Array, problem: Problem, w_star, weights, *,
                    nbeta: float | None = None, batch_size: int | None = None, **kwargs) -> lc.LLCResult:
     """The weight-restricted LLC ``nbeta (E_u[L_n(u, v*)] - L_n(w*))`` of the parameters named by
-    ``weights`` (see the module docstring); other arguments as
+    ``weights`` (names, or a (d,) 0/1 coordinate mask; see the module docstring); other arguments as
     :func:`slt.learning_coefficient.llc_for_problem`. Raises ``ValueError`` for unknown names,
     an empty selection or ``gamma = 0``."""
     mask = weight_mask(problem.model, weights)

@@ -48,6 +48,12 @@ def test_weight_names_of_an_mlp_and_of_a_function_model():
     assert list(sl) == ["W1", "b1", "W2", "b2"]
     assert sl["W1"] == (0, 6) and sl["b1"] == (6, 9) and sl["W2"] == (9, 12) and sl["b2"] == (12, 13)
     assert restricted.layer_groups(spec) == [["W1", "b1"], ["W2", "b2"]]
+    node = restricted.weight_mask(spec, np.isin(np.arange(spec.d), [0, 1, 6, 9]))   # a mask of coordinates
+    assert node.sum() == 4 and node[[0, 1, 6, 9]].all()
+    with pytest.raises(ValueError, match="0/1"):
+        restricted.weight_mask(spec, np.ones(3))
+    with pytest.raises(ValueError, match="empty selection"):
+        restricted.weight_mask(spec, np.zeros(spec.d))
     assert restricted.layer_groups(models.make_mlp([2, 3, 1], "identity", False)) == [["W1"], ["W2"]]
     params = {"layers": [{"weight": jnp.ones((3, 2)), "bias": jnp.zeros(3)}], "head": jnp.ones((1, 3))}
     model, flat = models.function_model(lambda p, x: x @ p["layers"][0]["weight"].T @ p["head"].T, params,
