@@ -214,6 +214,18 @@ class SusceptibilityConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefinedDataConfig:
+    """The data of the data-refined LLC (``llc.data``): another data file, or a range of the
+    training rows."""
+
+    file: Optional[str] = _field(None, doc="another data set in data.file's format (relative to the "
+                                           "config file)")
+    rows: Optional[list[int]] = _field(None, check=lambda v: None if len(v) == 2 and 0 <= v[0] < v[1]
+                                       else f"must be [start, stop) with 0 <= start < stop, got {v}",
+                                       doc="[start, stop): rows of the training data")
+
+
+@dataclasses.dataclass(frozen=True)
 class LLCConfig:
     at: str = _field("truth", choices=("truth", "trained", "params"), doc="the point w*")
     params: Optional[list[dict]] = _field(None, doc="w* in the model's shape (at: params)")
@@ -267,6 +279,16 @@ class LLCConfig:
     susceptibility: Optional[SusceptibilityConfig] = _field(
         None, doc="linear response chi = -nbeta Cov(phi, L' - L_n) of an observable to reweighting "
                   "the loss towards the rows' loss L' (slt.influence)")
+    weights: Optional[list[str]] = _field(None, doc="the weight-restricted LLC: sample only these parameters "
+                                                    "(W1, b1, W2, ... numbered from 1; a Python model's "
+                                                    "pytree key paths joined by '.'), the rest held at w*; "
+                                                    "needs gamma > 0")
+    per_layer: bool = _field(False, doc="also every layer's restricted LLC (W_l and b_l; each leaf of a "
+                                        "Python model) in one compiled program: llc.per_layer table, "
+                                        "llc_per_layer.png")
+    data: Optional[RefinedDataConfig] = _field(None, doc="the data-refined LLC (Wang et al. 2024): "
+                                                         "the loss of this data averaged over the same "
+                                                         "draws (hmc or mala)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -553,6 +575,12 @@ def _check(cfg: Config) -> Config:
             w = cfg.model.widths
             d = sum(a * b + (b if cfg.model.bias else 0) for a, b in zip(w[:-1], w[1:]))
             influence_check(cfg.llc, cfg.data.n, d)
+    if cfg.llc is not None:
+        _check_restricted(cfg, spec)
+    if cfg.llc is not None and (cfg.llc.influence or cfg.llc.susceptibility is not None) \
+            and (cfg.llc.weights is not None or cfg.llc.data is not None):
+        key = "llc.influence" if cfg.llc.influence else "llc.susceptibility"
+        raise ConfigError(key, "not with llc.weights or llc.data (influence uses the unrestricted posterior's draws)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.llc.sampler != "sgld":
         raise ConfigError("llc.batch_size", f"minibatches need sampler: sgld ({cfg.llc.sampler} uses exact gradients)")
     if cfg.llc is not None and cfg.llc.batch_size and cfg.data.n and cfg.llc.batch_size > cfg.data.n:
@@ -602,6 +630,45 @@ def influence_check(llc: LLCConfig, n: int, d: int) -> None:
             influence.parse_rows(llc.susceptibility.rows, n)
         except ValueError as exc:
             raise ConfigError("llc.susceptibility.rows", str(exc)) from None
+def _check_restricted(cfg: Config, spec=None) -> None:
+    """``llc.weights``, ``llc.per_layer``, ``llc.data``: names (known from the widths; a Python
+    model's are checked when the run starts), gamma, sampler, rows and the data file's shape."""
+    llc = cfg.llc
+    if llc.weights is not None:
+        if not llc.weights:
+            raise ConfigError("llc.weights", "empty selection: name at least one parameter block")
+        if spec is not None:
+            from slt.restricted import weight_slices
+
+            names = list(weight_slices(spec))
+            unknown = [w for w in llc.weights if w not in names]
+            if unknown:
+                raise ConfigError("llc.weights", f"unknown weight name(s) {unknown}; the model has {names}")
+    if (llc.weights is not None or llc.per_layer) and not llc.gamma > 0:
+        raise ConfigError("llc.gamma", "the restricted LLC (llc.weights, llc.per_layer) needs gamma > 0")
+    wants = [k for k, v in (("weights", llc.weights is not None), ("per_layer", llc.per_layer),
+                            ("data", llc.data is not None)) if v]
+    if wants and llc.checkpoints is not None:
+        raise ConfigError(f"llc.{wants[0]}", "not available with llc.checkpoints")
+    if llc.data is None:
+        return
+    if (llc.data.file is None) == (llc.data.rows is None):
+        raise ConfigError("llc.data", "give exactly one of 'file' or 'rows'")
+    if llc.sampler not in ("hmc", "mala"):
+        raise ConfigError("llc.sampler", f"the data-refined LLC (llc.data) needs hmc or mala, got {llc.sampler}")
+    if llc.data.rows is not None and cfg.data.n is not None and llc.data.rows[1] > cfg.data.n:
+        raise ConfigError("llc.data.rows", f"stop {llc.data.rows[1]} exceeds data.n = {cfg.data.n}")
+    if llc.data.file is not None:
+        path = Path(cfg.base_dir) / llc.data.file
+        if not path.is_file():
+            raise ConfigError("llc.data.file", f"file {llc.data.file!r} does not exist")
+        if spec is not None:
+            from slt import data as data_mod
+
+            try:
+                data_mod.load(path, spec.d_in, spec.d_out, likelihood=cfg.model.likelihood)
+            except data_mod.DataFileError as exc:
+                raise ConfigError("llc.data.file", str(exc)) from None
 
 
 def _check_external(cfg: Config) -> Config:
@@ -627,6 +694,8 @@ def _check_external(cfg: Config) -> Config:
         raise ConfigError("sampler.beta", f"must be > 0, got {cfg.sampler.beta}")
     if isinstance(cfg.sampler.beta, str) and cfg.sampler.beta != "wbic":
         raise ConfigError("sampler.beta", f"must be a positive number or 'wbic', got {cfg.sampler.beta!r}")
+    if cfg.llc is not None:
+        _check_restricted(cfg)
     return cfg
 
 

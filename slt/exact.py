@@ -259,3 +259,33 @@ def tanh_lambda(H: int) -> Tuple[float, int]:
         raise ValueError(f"tanh: H must be a positive integer, got {H!r}")
     i = math.isqrt(H)
     return float(Fraction(H + i * i + i, 4 * i + 2)), 2 if i * i == H else 1
+
+
+def restricted_llc_gaussian(H, g, u_star, nbeta: float, gamma: float, H_eval=None, g_eval=None) -> float:
+    """The weight-restricted LLC of a loss quadratic in the restricted weights u (a
+    Gaussian-likelihood model linear in u: any layer of a deep linear network, the last layer
+    of any network), exactly, at any point (not only a minimiser)::
+
+        L_n(u, v*) = c - g.u + u^T H u / 2
+        P  = nbeta H + gamma I,   mu = P^-1 (nbeta g + gamma u*)       (the Gaussian posterior of u)
+        llc_u = nbeta [-g.mu + (mu^T H mu + tr(H P^-1)) / 2 - (-g.u* + u*^T H u*/2)]
+
+    Its limit nbeta -> inf at a minimiser is rank(H)/2. ``H`` (k, k) symmetric PSD, ``g`` and
+    ``u_star`` (k,); float64 numpy (notes/restricted_llc.md; :func:`slt.restricted.linear_terms`
+    computes g and H).
+
+    ``H_eval``, ``g_eval``: the data-refined LLC of another quadratic loss
+    ``L'(u) = c' - g'.u + u^T H' u / 2`` over the same posterior (``nbeta (E[L'] - L'(u*))``,
+    the formula above with g', H' in place of g, H outside P and mu)."""
+    import numpy as np
+
+    H = np.asarray(H, np.float64)
+    g = np.asarray(g, np.float64)
+    u = np.asarray(u_star, np.float64)
+    P = nbeta * H + gamma * np.eye(H.shape[0])
+    mu = np.linalg.solve(P, nbeta * g + gamma * u)
+    He = H if H_eval is None else np.asarray(H_eval, np.float64)
+    ge = g if g_eval is None else np.asarray(g_eval, np.float64)
+    tr = float(np.trace(np.linalg.solve(P, He)))
+    mean_loss = -ge @ mu + 0.5 * (mu @ He @ mu + tr)
+    return float(nbeta * (mean_loss - (-ge @ u + 0.5 * u @ He @ u)))

@@ -90,6 +90,8 @@ class LLCResult(NamedTuple):
     trajectory_length: Optional[float] = None   # HMC: nominal T = (pi/2)/sqrt(kappa_min)
     steps_per_draw: Optional[float] = None      # gradient evaluations per draw and chain
     positions: Optional[np.ndarray] = None      # (C, T', d) the draws (keep_positions; T' = T // thin)
+    observables: Optional[np.ndarray] = None    # (C, T, k) observable_fn at every draw (if given)
+    observables_at_w_star: Optional[np.ndarray] = None   # (k,) observable_fn(w*, data)
 
 
 def default_nbeta(n: int) -> float:
@@ -237,7 +239,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                  batch_loss_fn: Callable | None = None, batch_size: int | None = None,
                  max_tree_depth: int = 8, trajectory_length: float | None = None,
                  max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None,
-                 keep_positions: bool | int = False, model=None) -> LLCResult:
+                 keep_positions: bool | int = False, model=None,
+                 observable_fn: Callable | None = None) -> LLCResult:
     """Estimate ``llc(w*) = nbeta (E[L(w)] - L(w*))`` over ``p(w|w*) ∝ exp(-nbeta L - gamma/2 ||w-w*||^2)``.
 
     Args:
@@ -274,6 +277,10 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         same posterior (:mod:`slt.influence`); an integer k > 1 keeps every k-th draw
         (``T' = T // k``). HMC and MALA only. Off (default): the same program and numbers.
       model: only names parameters in error messages (:func:`slt.health.param_name`).
+      observable_fn: optional ``observable_fn(w, data) -> (k,)`` evaluated at every recorded
+        draw inside the compiled draw program (HMC and MALA); its values are
+        ``result.observables`` (C, T, k), and its value at w* ``observables_at_w_star``.
+        Pass the same function object again to reuse the compiled program.
 
     Raises ``ValueError`` before sampling when ``L`` or its gradient is not finite at w*
     (:func:`slt.health.check_point`): a chain started there cannot sample.
@@ -287,6 +294,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     thin = int(keep_positions)
     if thin and sampler not in RESUMABLE:
         raise ValueError(f"keep_positions needs sampler hmc or mala, got {sampler!r}")
+    if observable_fn is not None and sampler not in RESUMABLE:
+        raise ValueError(f"observable_fn needs sampler hmc or mala, got {sampler!r}")
     w_star = jnp.asarray(w_star, jnp.result_type(float))
     if w_star.ndim != 1:
         raise ValueError(f"w_star must be a flat (d,) vector, got shape {w_star.shape}")
@@ -309,6 +318,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     t0 = time.perf_counter()
     traj = steps_per_draw = None
     kept = []   # keep_positions: the thinned draws of every chunk
+    observables = []
     if sampler in RESUMABLE:
         from slt import llc_chains
 
@@ -317,14 +327,16 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
         states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
                                                       k_curv, given_t)
-        draw = (llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev, True) if thin
-                else llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev))
+        draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev,
+                                       keep_positions=bool(thin), observable_fn=observable_fn)
         def draw_chunk(i):
             nonlocal states
             ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
-            states, loss, acc, st, *pos = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            states, loss, acc, st, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            if observable_fn is not None:
+                observables.append(np.asarray(extra[0], np.float64))
             if thin:   # every thin-th draw, counted over the whole run
-                kept.append(np.asarray(pos[0])[:, (thin - 1 - i * chunk) % thin::thin])
+                kept.append(np.asarray(extra[-1])[:, (thin - 1 - i * chunk) % thin::thin])
             return loss, acc, st
 
         def converged(losses):
@@ -350,6 +362,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
                     draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step)
     res = res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
+    if observable_fn is not None:
+        at_star = np.asarray(jax.jit(observable_fn)(w_star, data), np.float64)
+        res = res._replace(observables=np.concatenate(observables, axis=1), observables_at_w_star=at_star)
     return res._replace(positions=np.concatenate(kept, axis=1)) if thin else res
 
 

@@ -286,13 +286,17 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
 
 
 @functools.lru_cache(maxsize=None)
-def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False):
+def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False, observable_fn=None):
     """Jitted ``run(keys (C,), states, eps (C,), inv_mass (C, d), w_star, data, nbeta, gamma,
     trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk))``:
     ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``.
-    ``keep_positions`` (static) appends the draws themselves, ``positions (C, chunk, d)``
-    (Bayesian influence functions and susceptibilities, :mod:`slt.influence`); off, the
-    program is the same as before the flag existed."""
+
+    Optional outputs, in this order, both static (off: the program is the same as without them):
+    ``observable_fn(w, data) -> (k,)`` evaluated at every draw inside the same scan, ``(C, chunk,
+    k)`` (e.g. the loss on another data set for the data-refined LLC, :mod:`slt.restricted`), so
+    nothing per draw but k numbers leaves the program; ``keep_positions``: the draws themselves,
+    ``positions (C, chunk, d)`` (Bayesian influence functions and susceptibilities,
+    :mod:`slt.influence`)."""
     from slt import localized_hmc as hmc
 
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
@@ -306,9 +310,11 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False)
                 state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
                 steps = info.num_steps
             out = (info.loss, jnp.where(info.nonfinite, jnp.nan, info.accept_prob), steps)
+            if observable_fn is not None:
+                out = out + (observable_fn(state.w, data),)
             return state, out + ((state.w,) if keep_positions else ())
 
         state, outs = jax.lax.scan(body, state, jax.random.split(key, chunk))
-        return (state,) + outs
+        return (state,) + tuple(outs)
 
     return jax.jit(_shard(one_chain, ndev, 4, 5))

@@ -123,10 +123,13 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
                        step_size: float | None = None, target_accept: float | None = None,
                        batch_loss_fn: Callable | None = None, batch_size: int | None = None,
                        max_tree_depth: int = 8, trajectory_length: float | None = None,
-                       max_steps: int = lc.HMC_MAX_STEPS, progress: Callable | None = None) -> list:
+                       max_steps: int = lc.HMC_MAX_STEPS, progress: Callable | None = None,
+                       data_axes=None) -> list:
     """:func:`slt.learning_coefficient.estimate_llc` at every row of ``w_stars`` (K, d) in one
     compiled program; returns K :class:`LLCResult`. Arguments as there (``loss_fn(w, data)``;
-    ``data`` is shared by all checkpoints); checkpoint ``j`` runs on ``fold_in(key, j)``.
+    ``data`` is shared by all checkpoints unless ``data_axes``, a ``vmap`` in_axes prefix of
+    ``data``, batches parts of it over the K axis: e.g. ``(None, 0, None)`` for the weight
+    masks of :func:`slt.restricted.per_layer_llc`); checkpoint ``j`` runs on ``fold_in(key, j)``.
     ``sampling_s`` of every result is the wall time of the whole batch."""
     if sampler not in lc.SAMPLERS:
         raise ValueError(f"sampler must be one of {lc.SAMPLERS}, got {sampler!r}")
@@ -150,12 +153,12 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
     if sampler in lc.RESUMABLE:
         warm = _batched(llc_chains.warmup_program(sampler, loss_fn, int(num_adapt), int(num_burnin),
                                                   float(target_accept), int(max_steps), ndev),
-                        (0, 0, 0, None, None, None, 0, None))
+                        (0, 0, 0, data_axes, None, None, 0, None))
         given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
         states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_stars, data, nbeta_a, gamma_a,
                                                       k_curv, given_t)
         draw = _batched(llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev),
-                        (0, 0, 0, 0, 0, None, None, None, 0))
+                        (0, 0, 0, 0, 0, data_axes, None, None, 0))
         fold = jax.jit(jax.vmap(lambda k, i: jax.random.split(jax.random.fold_in(k, 1000 + i), num_chains),
                                 in_axes=(0, None)))
         loss_star_np = np.asarray(loss_star, np.float64)
@@ -178,7 +181,7 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
         program = _batched(lc._program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
                                        int(chunk), batch_size, float(target_accept), int(max_tree_depth),
                                        ndev),
-                           (0, 0, 0, None, None, None, None, 0))
+                           (0, 0, 0, data_axes, None, None, None, 0))
         loss, accept, eps, loss_star = program(keys, eps0, w_stars, data, nbeta_a, gamma_a,
                                                jnp.asarray(n or 1, jnp.int32), k_curv)
         loss, accept = np.asarray(jax.block_until_ready(loss), np.float64), np.asarray(accept, np.float64)

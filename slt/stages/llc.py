@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from slt import learning_coefficient as lc
+from slt import restricted
 from slt.runs import Context, StageOutput
 
 
@@ -145,20 +146,34 @@ def run(ctx: Context) -> StageOutput:
             w_star, info = refine(ctx, cfg, w_star, info)
     nbeta = cfg.nbeta if cfg.nbeta is not None else lc.default_nbeta(p.n)
     settings = _settings(cfg, p.n)
+    other = _refined_problem(ctx, cfg)            # bad llc.weights / llc.data: exit 2 before sampling
     with progress.bar(total=None, desc="llc draws per chain") as bar:
         def tick(done, cap):
             bar.total = cap
             bar.n = done
             bar.refresh()
 
+        refined = None
         keep = cfg.influence_thin if cfg.influence or cfg.susceptibility is not None else False
-        res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick,
-                                 **settings, **({"keep_positions": keep} if keep else {}))
+        if other is not None:        # the same draws give the LLC and the refined LLC
+            out = restricted.refined_llc(ctx.key("llc"), p, w_star, other, weights=cfg.weights, nbeta=nbeta,
+                                         progress=tick, **{k: v for k, v in settings.items() if k != "batch_size"})
+            res, refined = out.llc, out.refined
+        elif cfg.weights is not None:
+            res = restricted.restricted_llc(ctx.key("llc"), p, w_star, cfg.weights, nbeta=nbeta, progress=tick,
+                                            **settings)
+        else:   # influence / susceptibility keep the draws (config: not with llc.weights or llc.data)
+            res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick,
+                                     **settings, **({"keep_positions": keep} if keep else {}))
     for w in res.warnings:
         ctx.warn(w)
     stderr = None if res.mean is None else max(res.mcse or 0.0, (res.std or 0.0) / np.sqrt(res.num_chains))
+    per_layer = None
+    if cfg.per_layer:
+        with progress.stage("llc: per-layer restricted LLCs (one program)"):
+            per_layer = restricted.per_layer_llc(ctx.key("llc-per-layer"), p, w_star, nbeta=nbeta, **settings)
     lam = None
-    if cfg.lambda_hat and res.mean is not None and settings["batch_size"] is None:
+    if cfg.lambda_hat and res.mean is not None and settings["batch_size"] is None and cfg.weights is None:
         with progress.stage(f"llc: lambda_hat ({cfg.num_subsets} data subsets)"):
             lam = lc.lambda_hat(ctx.key("llc-lambda-hat"), p, w_star, res, num_subsets=cfg.num_subsets,
                                 nbeta_rule="n/log n" if cfg.nbeta is None else "given",
@@ -176,7 +191,10 @@ def run(ctx: Context) -> StageOutput:
         "lambda_hat_extrapolation_se": lam.extrapolation_se if lam else None,
         "lambda_hat_per_subset": list(lam.per_subset) if lam else None,
         "lambda_hat_subset_n": lam.subset_n if lam else None,
-        **exact_lambda(ctx),
+        **(exact_lambda(ctx) if cfg.weights is None else {}),
+        "weights": cfg.weights,
+        **({"per_layer": _per_layer_rows(ctx, per_layer)} if per_layer is not None else {}),
+        **({"refined": _refined_summary(ctx, cfg, refined, other)} if refined is not None else {}),
         "sampler": res.sampler, "nbeta": res.nbeta,
         "nbeta_rule": "n/log n" if cfg.nbeta is None else "given",
         "gamma": res.gamma, "step_size": [float(s) for s in res.step_size],
@@ -204,6 +222,15 @@ def run(ctx: Context) -> StageOutput:
             res.loss_trace, res.running_mean, res.loss_at_w_star, llc=res.mean,
             title=f"{ctx.config.name}: LLC at {info['w_star']}{' (refined)' if info.get('refined') else ''} "
                   f"({res.sampler}, nbeta={res.nbeta:.4g})")
+        if per_layer is not None:
+            from slt.plots import restricted as rplots
+
+            rows = summary["llc"]["per_layer"]
+            figures["llc_per_layer"] = rplots.per_layer(
+                ["+".join(r["weights"]) for r in rows], [r["mean"] for r in rows], [r["stderr"] for r in rows],
+                full=res.mean, full_stderr=stderr,
+                full_label="all weights" if cfg.weights is None else "+".join(cfg.weights) + " (llc.weights)",
+                title=f"{ctx.config.name}: restricted LLC per layer at {info['w_star']}")
 
     def write_traces(path):
         with open(path, "wb") as fh:
@@ -212,6 +239,58 @@ def run(ctx: Context) -> StageOutput:
 
     return StageOutput(summary=summary, figures=figures, files={"llc_traces.npz": write_traces, **files},
                        timing={"llc_sampling_s": res.sampling_s, **timing})
+
+
+# ----------------------------------------------------------------------------- restricted / refined
+def _refined_problem(ctx: Context, cfg):
+    """Check ``llc.weights`` against the model (a Python model's names are known only here)
+    and build the problem of ``llc.data`` (None without it); ConfigError naming the key."""
+    from slt.config import ConfigError
+    from slt.posterior import Problem
+
+    p = ctx.problem
+    for names in ([cfg.weights] if cfg.weights is not None else []):
+        try:
+            restricted.weight_mask(p.model, names)
+        except ValueError as exc:
+            raise ConfigError("llc.weights", str(exc)) from None
+    if cfg.data is None:
+        return None
+    if cfg.data.rows is not None:
+        start, stop = cfg.data.rows
+        if stop > p.n:
+            raise ConfigError("llc.data.rows", f"stop {stop} exceeds the n = {p.n} training rows")
+        return p.with_data(p.x[start:stop], p.y[start:stop])
+    from slt import data as data_mod
+
+    try:
+        ds = data_mod.load(Path(ctx.config.base_dir) / cfg.data.file, p.model.d_in, p.model.d_out,
+                           likelihood=p.likelihood)
+        return Problem.make(p.model, ds, float(p.noise_std), float(p.prior_std), p.likelihood)
+    except (data_mod.DataFileError, ValueError) as exc:
+        raise ConfigError("llc.data.file", str(exc)) from None
+
+
+def _stats(res) -> dict:
+    return {"mean": res.mean, "stderr": restricted.stderr(res), "mcse": res.mcse, "std": res.std,
+            "converged": res.converged, "rhat_loss": res.rhat, "ess_loss": res.ess,
+            "num_draws": res.num_draws, "diverged": res.diverged}
+
+
+def _per_layer_rows(ctx: Context, per_layer) -> list:
+    rows = []
+    for names, r in zip(per_layer.weights, per_layer.results):
+        for w in r.warnings:
+            ctx.warn(w.replace("llc:", f"llc.per_layer {'+'.join(names)}:", 1))
+        rows.append({"weights": names, **_stats(r), "sampling_s": r.sampling_s})
+    return rows
+
+
+def _refined_summary(ctx: Context, cfg, refined, other) -> dict:
+    for w in refined.warnings:
+        ctx.warn(w)
+    return {"data": {"file": cfg.data.file, "rows": cfg.data.rows, "n": other.n}, **_stats(refined),
+            "L_at_w_star": refined.loss_at_w_star}
 
 
 # ----------------------------------------------------------------------------- calibrate
