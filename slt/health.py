@@ -69,12 +69,15 @@ def _names(model, indices: Sequence[int], limit: int = 3) -> str:
 
 
 # ----------------------------------------------------------------------------- before sampling
-def check_point(what: str, loss_fn: Callable, w, data=None, *, model=None, label: str = "w*") -> float:
-    """Raise :class:`ModelError` (a ``ValueError``) when ``L = loss_fn(w, data)`` (``loss_fn(w)`` if data is None) or its
-    gradient is not finite at ``w``; return ``L``. ``what`` prefixes the message (``llc``,
+def check_point(what: str, loss_fn: Callable, w, data=None, *, model=None, label: str = "w*",
+                with_data: bool | None = None) -> float:
+    """Raise :class:`ModelError` (a ``ValueError``) when ``L = loss_fn(w, data)`` or its gradient is
+    not finite at ``w``; return ``L``. ``loss_fn(w)`` when ``data`` is None (unless ``with_data``:
+    the two-argument form with ``data = None``). ``what`` prefixes the message (``llc``,
     ``fisher``), ``label`` names the point, ``model`` names the parameters."""
     w = jnp.asarray(w)
-    fn = (lambda v: loss_fn(v)) if data is None else (lambda v: loss_fn(v, data))
+    with_data = data is not None if with_data is None else with_data
+    fn = (lambda v: loss_fn(v, data)) if with_data else (lambda v: loss_fn(v))
     try:
         value, grad = jax.value_and_grad(fn)(w)
     except (TypeError, ValueError) as exc:   # the user's model failed at this point

@@ -199,8 +199,11 @@ def resolve_settings(sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n
         num_burnin = max(chunk // 10, 50 if sampler == "hmc" else 0)
     if auto and cap < num_burnin:
         raise ValueError(f"max_draws ({cap}) must be >= num_burnin ({num_burnin})")
-    if num_adapt is None:
-        num_adapt = (200 if sampler == "hmc" else 400) if (step_size is None or sampler == "nuts") else 0
+    if num_adapt is None:   # minibatch SGLD: its MH estimate compares different batches' losses, is
+        # ~0 whatever the step, and dual averaging drove the step to 0 (caught by slt.health): keep
+        # the curvature step 0.5 / (nbeta lambda_max + gamma) instead
+        num_adapt = ((200 if sampler == "hmc" else 400) if (step_size is None or sampler == "nuts")
+                     and batch_size is None else 0)
     if target_accept is None:
         target_accept = {"hmc": HMC_TARGET_ACCEPT, "mala": MALA_TARGET_ACCEPT,
                          "sgld": SGLD_TARGET_ACCEPT, "nuts": 0.8}[sampler]
@@ -260,7 +263,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         their fixed 2000 draws, still trend-tested.
       num_burnin: default ``num_draws // 10`` (auto: of the first chunk; HMC at least 50).
       num_adapt: step-size adaptation steps; default HMC 200, others 400 when ``step_size`` is
-        None (NUTS: always 400), else 0. HMC and MALA: dual averaging towards
+        None (NUTS: always 400; minibatch SGLD: 0, the curvature step), else 0. Dual averaging towards
         ``target_accept``; MALA also a diagonal preconditioner.
       step_size: HMC leapfrog step, Langevin ``eps`` (devinterp's ``lr``); None adapts it
         from the curvature at w*.
@@ -304,7 +307,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         num_burnin, num_adapt, step_size, target_accept)
     from slt import health
 
-    health.check_point("llc", loss_fn, w_star, data, model=model)
+    health.check_point("llc", loss_fn, w_star, data, model=model, with_data=True)
     k_curv, k_run = jax.random.split(key)
     dtype = w_star.dtype
     # the smallest step that can move w* (or the localisation width) in this precision
@@ -506,8 +509,9 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
     exploded = finite & (np.where(finite, excess, 0.0) > divergence_factor * (d + 10))
     bad_chains = np.flatnonzero(exploded.any(axis=1))
     nonfinite = np.isnan(np.asarray(accept, np.float64)).sum(axis=1) if sampler in ("hmc", "mala") else None
-    sick, sick_msgs = health.chain_problems("llc", loss, step_size=eps, accept=accept, nonfinite=nonfinite,
-                                            min_step=min_step)
+    # SGLD's acceptance is only an estimate (with minibatches, of batch losses): not a health signal
+    sick, sick_msgs = health.chain_problems("llc", loss, step_size=eps, nonfinite=nonfinite, min_step=min_step,
+                                            accept=None if sampler == "sgld" else accept)
     diverged = bool(len(bad_chains)) or bool(sick.any()) or not math.isfinite(loss_star)
     steps = np.arange(1, num_draws + 1)
     with np.errstate(invalid="ignore", over="ignore"):

@@ -283,8 +283,10 @@ def to_jsonable(obj):
 def versions() -> dict:
     import importlib.metadata as md
 
-    out = {}
-    for pkg in ("slt", "jax", "jaxlib", "numpyro", "arviz", "optax", "numpy"):
+    import slt
+
+    out = {"slt": slt.__version__}   # the package's own version (its distribution is named slt-jax)
+    for pkg in ("jax", "jaxlib", "numpyro", "arviz", "optax", "numpy"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
