@@ -254,10 +254,11 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
                 eps = jnp.where(adapting, jnp.exp(da.log_eps),
                                 jnp.exp(da.log_eps_bar) if num_adapt else eps0)
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
-                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
-                if num_adapt:
+                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
+                if num_adapt:   # the adapted step is the large one: small-step transitions do not count
                     new_da = langevin.da_update(da, info.accept_prob, target_accept)
-                    da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
+                    use = adapting & ~info.small_step
+                    da = jax.tree.map(lambda a, b: jnp.where(use, a, b), new_da, da)
                 return (state, da), None
 
             total = num_adapt + num_burnin
@@ -298,8 +299,11 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev):
                 state, info = langevin.mala_step(k, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
                 return state, (info.loss, info.accept_prob, jnp.ones((), jnp.int32))
             steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
-            state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
-            return state, (info.loss, info.accept_prob, info.num_steps)
+            state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
+            # acceptance of the adapted-step transitions only (NaN for the multi-scale small
+            # steps, which accept more by construction; summarize takes the nanmean)
+            accept = jnp.where(info.small_step, jnp.nan, info.accept_prob)
+            return state, (info.loss, accept, info.num_steps)
 
         state, (loss, accept, steps) = jax.lax.scan(body, state, jax.random.split(key, chunk))
         return state, loss, accept, steps
