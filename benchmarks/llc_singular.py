@@ -98,7 +98,10 @@ def run_one(c, seed, sampler="hmc", **kw):
     t = time.perf_counter()
     q = llc_quadrature(loss_np, w_star, nbeta, 1.0)
     tq = time.perf_counter() - t
-    res = lc.llc_for_problem(jax.random.key(seed), problem, jnp.zeros(2, jnp.float32),
+    # the chains' key differs per (case, seed): one key for all cases would give every case
+    # the same random stream, and their errors one sign
+    key = jax.random.fold_in(jax.random.key(seed), CASES.index(c))
+    res = lc.llc_for_problem(key, problem, jnp.zeros(2, jnp.float32),
                              sampler=sampler, **kw)
     se = max(res.mcse or 0.0, (res.std or 0.0) / math.sqrt(res.num_chains))
     return {"case": case_name(c), "seed": seed, "quadrature": q.llc, "quadrature_error": q.error,
