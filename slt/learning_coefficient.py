@@ -321,6 +321,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     t0 = time.perf_counter()
     traj = steps_per_draw = None
     kept = []   # keep_positions: the thinned draws of every chunk
+    nonfinite = []   # per chunk, (C,) transitions that met a NaN of the model
     observables = []
     if sampler in RESUMABLE:
         from slt import llc_chains
@@ -335,7 +336,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         def draw_chunk(i):
             nonlocal states
             ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
-            states, loss, acc, st, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a, traj)
+            states, loss, acc, st, nf, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a,
+                                                     traj)
+            nonfinite.append(np.asarray(nf).sum(axis=1))
             if observable_fn is not None:
                 observables.append(np.asarray(extra[0], np.float64))
             if thin:   # every thin-th draw, counted over the whole run
@@ -363,7 +366,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     res = summarize(loss, accept, eps, float(loss_star), nbeta=float(nbeta), gamma=float(gamma),
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
-                    draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step)
+                    draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step,
+                    nonfinite=np.sum(nonfinite, axis=0) if nonfinite else None)
     res = res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
     if observable_fn is not None:
         at_star = np.asarray(jax.jit(observable_fn)(w_star, data), np.float64)
@@ -490,15 +494,16 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
               nbeta: float, gamma: float, sampler: str, num_burnin: int = 0, num_adapt: int = 0,
               batch_size: int | None = None, d: int = 1, sampling_s: float = float("nan"),
               divergence_factor: float = 100.0, draws_cap: int | None = None,
-              min_step: float | None = None) -> LLCResult:
+              min_step: float | None = None, nonfinite=None) -> LLCResult:
     """Turn loss traces (C, T) into an :class:`LLCResult` with diagnostics and warnings.
 
     ``draws_cap``: the max_draws an auto run stopped at (named in the not-converged warning).
     The estimate is withheld (``mean = None``, ``converged = False``, ``diverged = True``) when a
     chain exploded (``nbeta (L - L(w*))`` above ``divergence_factor * (d + 10)``: an LLC is at
     most d/2) or fails a health check of :func:`slt.health.chain_problems`: a non-finite loss,
-    non-finite proposals (NaN entries of an HMC/MALA ``accept`` trace), a step size at or below
-    ``min_step``, collapsed acceptance, or a chain that never moved.
+    transitions that met a NaN of the model (``nonfinite``, (C,) counts from the HMC/MALA draw
+    program), a step size at or below ``min_step``, collapsed acceptance, or a chain that never
+    moved.
     """
     from slt import diagnostics, health
 
@@ -508,7 +513,6 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
     finite = np.isfinite(excess)
     exploded = finite & (np.where(finite, excess, 0.0) > divergence_factor * (d + 10))
     bad_chains = np.flatnonzero(exploded.any(axis=1))
-    nonfinite = np.isnan(np.asarray(accept, np.float64)).sum(axis=1) if sampler in ("hmc", "mala") else None
     # SGLD's acceptance is only an estimate (with minibatches, of batch losses): not a health signal
     sick, sick_msgs = health.chain_problems("llc", loss, step_size=eps, nonfinite=nonfinite, min_step=min_step,
                                             accept=None if sampler == "sgld" else accept)

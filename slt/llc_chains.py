@@ -254,10 +254,11 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
                 eps = jnp.where(adapting, jnp.exp(da.log_eps),
                                 jnp.exp(da.log_eps_bar) if num_adapt else eps0)
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
-                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
-                if num_adapt:
+                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
+                if num_adapt:   # the adapted step is the large one: small-step transitions do not count
                     new_da = langevin.da_update(da, info.accept_prob, target_accept)
-                    da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
+                    use = adapting & ~info.small_step
+                    da = jax.tree.map(lambda a, b: jnp.where(use, a, b), new_da, da)
                 return (state, da), None
 
             total = num_adapt + num_burnin
@@ -288,8 +289,11 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
 @functools.lru_cache(maxsize=None)
 def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False, observable_fn=None):
     """Jitted ``run(keys (C,), states, eps (C,), inv_mass (C, d), w_star, data, nbeta, gamma,
-    trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk))``:
-    ``chunk`` more draws per chain with the tuned parameters, continuing from ``states``.
+    trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk),
+    nonfinite (C, chunk))``: ``chunk`` more draws per chain with the tuned parameters, continuing
+    from ``states``; ``accept`` is NaN for HMC's multi-scale small-step transitions (the reported
+    acceptance is the adapted step's), ``nonfinite`` marks transitions whose trajectory met a NaN
+    of the model (:mod:`slt.health`).
 
     Optional outputs, in this order, both static (off: the program is the same as without them):
     ``observable_fn(w, data) -> (k,)`` evaluated at every draw inside the same scan, ``(C, chunk,
@@ -301,15 +305,18 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False,
 
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
         def body(state, k):
-            # the acceptance trace is NaN where the proposal was not finite (slt.health counts them)
             if sampler == "mala":
                 state, info = langevin.mala_step(k, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
                 steps = jnp.ones((), jnp.int32)
+                accept = info.accept_prob
             else:
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
-                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma)
+                state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
                 steps = info.num_steps
-            out = (info.loss, jnp.where(info.nonfinite, jnp.nan, info.accept_prob), steps)
+                # acceptance of the adapted-step transitions only (NaN for the multi-scale small
+                # steps, which accept more by construction; summarize takes the nanmean)
+                accept = jnp.where(info.small_step, jnp.nan, info.accept_prob)
+            out = (info.loss, accept, steps, info.nonfinite)
             if observable_fn is not None:
                 out = out + (observable_fn(state.w, data),)
             return state, out + ((state.w,) if keep_positions else ())

@@ -162,11 +162,13 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
         fold = jax.jit(jax.vmap(lambda k, i: jax.random.split(jax.random.fold_in(k, 1000 + i), num_chains),
                                 in_axes=(0, None)))
         loss_star_np = np.asarray(loss_star, np.float64)
+        nonfinite = []   # per chunk, (K, C) transitions that met a NaN of the model
 
         def draw_chunk(i):
             nonlocal states
-            states, loss, acc, st = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
-                                         nbeta_a, gamma_a, traj)
+            states, loss, acc, st, nf = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
+                                             nbeta_a, gamma_a, traj)
+            nonfinite.append(np.asarray(nf).sum(axis=2))
             return loss, acc, st
 
         def converged(losses):   # every checkpoint passes its trend test (or went non-finite)
@@ -194,7 +196,8 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta: flo
                            gamma=float(gamma), sampler=sampler, num_burnin=int(num_burnin),
                            num_adapt=int(num_adapt), batch_size=batch_size, d=int(d),
                            sampling_s=sampling_s,
-                           draws_cap=cap if auto and sampler in lc.RESUMABLE else None)
+                           draws_cap=cap if auto and sampler in lc.RESUMABLE else None,
+                           nonfinite=np.sum(nonfinite, axis=0)[j] if sampler in lc.RESUMABLE else None)
         spd = float(steps_per_draw[j]) if np.isfinite(steps_per_draw[j]) else None
         results.append(res._replace(trajectory_length=None if traj is None else float(traj[j]),
                                     steps_per_draw=spd))

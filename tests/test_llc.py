@@ -195,7 +195,10 @@ def test_abx_matches_exact_finite_n_value():
     p = Problem.make(tspec, ds)
     nbeta = lc.default_nbeta(p.n)
     exact = _exact_abx(p, nbeta, 1.0)
-    res = lc.llc_for_problem(jax.random.key(0), p, jnp.zeros(2))       # hmc, auto draws
+    # hmc, auto draws up to 16000: at the default cap of 8000 the trend test's power is marginal
+    # here for both the single-scale and the multi-scale kernel (drift se ~0.008 against a 0.02
+    # tolerance; each failed it on one of keys 0, 1: benchmarks/llc_singular.md)
+    res = lc.llc_for_problem(jax.random.key(0), p, jnp.zeros(2), max_draws=16000)
     assert res.converged
     assert abs(res.mean - exact) < Z_MAX * _mcse(res), (res.mean, exact, _mcse(res))
     assert 0.3 < exact < 0.5
