@@ -87,8 +87,42 @@ def one(case: str) -> dict:
             "timing": s.get("timing"), "warnings": (s.get("diagnostics") or {}).get("warnings")}
 
 
+def table(paths: list[str]) -> str:
+    """The markdown table of one or more result files (later rows replace earlier ones)."""
+    rows = {}
+    for path in paths:
+        for line in open(path):
+            r = json.loads(line)
+            rows[(r["case"], r["version"], r["cache"])] = r
+
+    def cell(r):
+        if r is None:
+            return "-", "-", "-"
+        if "error" in r:
+            return (">" + r["error"].split()[1] + " (timeout)" if r["error"].startswith("timeout") else "error"), "-", "-"
+        est = f"{r['mean']:.4f} ± {r['stderr']:.4f}" if r.get("mean") is not None else "withheld"
+        lam = (f"{r['lambda_hat']:.3f} ± {r['lambda_hat_stderr']:.3f}" if r.get("lambda_hat") is not None else "-")
+        return f"{r['wall_s']:.1f}", est, lam
+
+    out = ["| case | cache | before s | after s | speed-up | LLC before | LLC after | lambda_hat before | "
+           "lambda_hat after | draws before/after | load (1 min) |", "|" + " --- |" * 11]
+    for case in dict.fromkeys(k[0] for k in rows):
+        for cache in ("cold", "warm"):
+            b, a = rows.get((case, "before", cache)), rows.get((case, "after", cache))
+            (tb, eb, lb), (ta, ea, la) = cell(b), cell(a)
+            try:
+                speed = f"{float(tb.lstrip('>').split()[0]) / float(ta):.1f}x" + ("+" if tb.startswith(">") else "")
+            except ValueError:
+                speed = "-"
+            draws = f"{(b or {}).get('num_draws', '-')}/{(a or {}).get('num_draws', '-')}"
+            load = "/".join(f"{r['load_before']:.1f}" for r in (b, a) if r)
+            out.append(f"| {case} | {cache} | {tb} | {ta} | {speed} | {eb} | {ea} | {lb} | {la} | {draws} | {load} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--table", nargs="*", help="print the markdown table of these result files")
     ap.add_argument("--one")
     ap.add_argument("--cache")
     ap.add_argument("--before", default=None)
@@ -97,6 +131,9 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/llc_small.jsonl")
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     if args.one:
         os.environ["XDG_CACHE_HOME"] = args.cache
         print("RESULT " + json.dumps(one(args.one)), flush=True)
