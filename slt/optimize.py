@@ -53,8 +53,9 @@ def train_batch(problems: Problem, init: jax.Array, steps: int = 3000, learning_
                 optimizer: str = "adam") -> TrainResult:
     """:func:`train` for K problems of the same shapes at once (their data stacked on a leading
     axis, e.g. equal-size data subsets: ``slt.llc_batch.stack``), from ``init`` (K, d): one
-    compiled, ``vmap``-ed program; the fields of the result carry the leading K axis. Member k
-    equals ``train(..., problems[k], init=init[k])`` up to float rounding."""
+    compiled program, ``vmap``-ed (on CPU a sequential ``lax.map``, :func:`slt.llc_chains.batch_map`:
+    its vmapped L-BFGS line searches took 1.5x as long to compile); the fields of the result carry
+    the leading K axis. Member k equals ``train(..., problems[k], init=init[k])`` up to float rounding."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     return _train_batch(problems, jnp.asarray(init, problems.x.dtype), steps, learning_rate, optimizer)
@@ -81,7 +82,9 @@ _train = jax.jit(_train_one, static_argnames=("steps", "optimizer"))
 
 @jax.jit(static_argnames=("steps", "optimizer"))
 def _train_batch(problems: Problem, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam"):
-    return jax.vmap(lambda p, w: _train_one(p, w, steps, learning_rate, optimizer))(problems, w0)
+    from slt.llc_chains import batch_map   # vmap, or on CPU a sequential lax.map (cheaper to compile)
+
+    return batch_map(lambda p, w: _train_one(p, w, steps, learning_rate, optimizer), (0, 0))(problems, w0)
 
 
 def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
