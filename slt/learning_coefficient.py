@@ -55,6 +55,7 @@ HMC_TARGET_ACCEPT = 0.8
 HMC_MAX_STEPS = 128  # leapfrog steps per HMC transition at most (caps the trajectory at 128 eps)
 MALA_TARGET_ACCEPT = 0.8   # not the Gaussian-optimal 0.574: quartic directions get sticky tails there (notes/llc.md)
 SGLD_TARGET_ACCEPT = 0.99  # its MH acceptance estimate; rare rejections mean a small step-size bias (measured, notes/llc.md)
+IDENTIFIABLE_RTOL = 0.5   # lambda_hat: an error bar above half the value cannot separate lambda from finite n
 
 
 class LLCResult(NamedTuple):
@@ -452,6 +453,27 @@ class LambdaHat(NamedTuple):
     per_subset: tuple
     subset_n: int
 
+    @property
+    def identifiable(self) -> bool:
+        """Whether the data separate lambda from finite-n effects at this n: the error bar is
+        at most ``IDENTIFIABLE_RTOL`` (half) of ``|value|``. When it is not, the spread between
+        subsets and the extrapolation term are as large as the estimate itself: a larger n is
+        needed before ``value`` can be read as lambda."""
+        return bool(math.isfinite(self.stderr) and self.stderr <= IDENTIFIABLE_RTOL * abs(self.value))
+
+
+def refine_points(subsets: list, w, steps: int = 2000, learning_rate: float = 1e-3):
+    """:func:`refine_point` without jitter for K problems of the same shapes (e.g. equal-size
+    data subsets) from the same ``w`` (d,) or from ``w`` (K, d), in one ``vmap``-ed program
+    (:func:`slt.optimize.train_batch`). Returns ``(w_hat (K, d), L_n (K,), |grad| (K,))``."""
+    from slt.llc_batch import stack
+    from slt.optimize import train_batch
+
+    problems = stack(subsets)
+    w = jnp.broadcast_to(jnp.asarray(w, problems.x.dtype), (len(subsets), subsets[0].d))
+    res = train_batch(problems, w, steps, learning_rate)
+    return res.w, np.asarray(res.loss, np.float64), np.asarray(res.grad_norm, np.float64)
+
 
 def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, num_subsets: int = 4,
                nbeta_rule: str = "n/log n", refine: bool = True, **llc_kwargs) -> Optional[LambdaHat]:
@@ -460,24 +482,33 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
     Each of ``num_subsets`` disjoint blocks of rows gets its own minimiser (refined from
     ``w_hat``) and LLC with the same sampler settings (a fixed first chunk of draws: only their
     spread is used); ``nbeta`` per subset follows ``nbeta_rule`` ("n/log n") or keeps beta
-    (``"given"``: nbeta n_k / n). None when the estimate was withheld."""
+    (``"given"``: nbeta n_k / n). None when the estimate was withheld.
+
+    Speed: the subsets are arrays of the same shape, so their refinement is one ``vmap``-ed
+    optimiser program (:func:`refine_points`) and their LLCs one ``vmap``-ed sampler program
+    (:func:`slt.llc_batch.llc_subsets_for_problem`, data, w* and nbeta batched), compiled once
+    whatever ``num_subsets``; subset k runs on ``fold_in(key, k)`` as a loop over
+    :func:`llc_for_problem` would."""
     if result.mean is None:
         return None
+    from slt.llc_batch import llc_subsets_for_problem
+
     n = problem.n
     size = n // num_subsets
-    values = []
     kwargs = {**llc_kwargs, "num_draws": llc_kwargs.get("num_draws", "auto")}
     if kwargs["num_draws"] == "auto":
         kwargs["num_draws"] = AUTO_DRAWS[result.sampler][0]
         kwargs.pop("max_draws", None)
+    kwargs.pop("batch_size", None)      # full-batch samplers only (the stage never passes one)
     nbeta_k = default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
-    for k in range(num_subsets):
-        sub = problem.with_data(problem.x[k * size:(k + 1) * size], problem.y[k * size:(k + 1) * size])
-        w_k = refine_point(sub, w_hat, jitter=0.0)[0] if refine else w_hat
-        r = llc_for_problem(jax.random.fold_in(key, k), sub, w_k, nbeta=nbeta_k, **kwargs)
-        if r.mean is None:
-            return None
-        values.append(r.mean)
+    subs = [problem.with_data(problem.x[k * size:(k + 1) * size], problem.y[k * size:(k + 1) * size])
+            for k in range(num_subsets)]
+    w_k = refine_points(subs, w_hat)[0] if refine else jnp.broadcast_to(
+        jnp.asarray(w_hat, problem.x.dtype), (num_subsets, problem.d))
+    rs = llc_subsets_for_problem(key, subs, w_k, nbeta=np.full(num_subsets, nbeta_k), **kwargs)
+    if any(r.mean is None for r in rs):
+        return None
+    values = [r.mean for r in rs]
     data_sd = float(np.std(values, ddof=1))
     mcse = max(result.mcse or 0.0, (result.std or 0.0) / math.sqrt(result.num_chains))
     u_n, u_k = 1.0 / math.log(result.nbeta), 1.0 / math.log(nbeta_k)

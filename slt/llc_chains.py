@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Callable
 
 import jax
@@ -219,6 +220,42 @@ def _curvatures(loss_fn, w_star, data, nbeta, gamma, key):
     lam_min = jax.lax.cond(gamma > 0, lambda: jnp.zeros((), w_star.dtype),
                            lambda: _bottom_hessian_eigenvalue(loss_fn, w_star, data, k2, lam_max))
     return nbeta * lam_max + gamma, gamma + nbeta * jnp.maximum(lam_min, 0.0)
+
+
+def sequential_batches() -> bool:
+    """Whether an outer batch axis (LLC checkpoints, lambda_hat's data subsets) runs as a
+    sequential ``lax.map`` instead of ``vmap``: on CPU by default (``SLT_BATCHING=vmap|map``
+    overrides). On a CPU a vmapped batch of chain programs gains no parallelism (the chain
+    mesh's devices already use the cores) but pays for batching: every HMC chain of the batch
+    waits for the longest trajectory of the batch (its leapfrog loop becomes a masked while
+    loop), measured 0.5-1.7x the speed of a loop (benchmarks/llc_trajectory.md). On
+    accelerators vmap is the point."""
+    mode = os.environ.get("SLT_BATCHING")
+    if mode in ("vmap", "map"):
+        return mode == "map"
+    return jax.default_backend() == "cpu"
+
+
+def batch_map(fn, in_axes):
+    """``jax.vmap(fn, in_axes)`` (axes 0 or None), or on CPU (:func:`sequential_batches`) the
+    same function as a ``lax.map`` over the batched arguments: the same per-member computation,
+    one member after the other inside one compiled program."""
+    if not sequential_batches():
+        return jax.vmap(fn, in_axes=in_axes)
+    in_axes = tuple(in_axes)
+    if any(ax not in (0, None) for ax in in_axes):
+        raise ValueError(f"batch_map: axes must be 0 or None, got {in_axes}")
+
+    def mapped(*args):
+        batched = [a for a, ax in zip(args, in_axes) if ax == 0]
+
+        def one(members):
+            it = iter(members)
+            return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+
+        return jax.lax.map(one, batched)
+
+    return mapped
 
 
 def _shard(fn, ndev, n_chain_args, n_shared_args):

@@ -258,7 +258,9 @@ def _estimate_rows(s: dict) -> list[tuple[str, str, str]]:
             rows.append(("LLC converged", fmt_value(llc["converged"]) if llc["converged"] is not None
                          else "unknown", ""))
         if "lambda_hat" in llc:
-            rows.append(("lambda_hat", fmt_value(llc["lambda_hat"], llc.get("lambda_hat_stderr")), ""))
+            rows.append(("lambda_hat", fmt_value(llc["lambda_hat"], llc.get("lambda_hat_stderr")),
+                         "not identifiable at this n (see warning)"
+                         if llc.get("lambda_hat_identifiable") is False else ""))
         if "exact_lambda" in llc:
             rows.append(("exact lambda", fmt_value(llc["exact_lambda"]) if llc["exact_lambda"] is not None
                          else "unknown", ""))

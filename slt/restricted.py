@@ -16,7 +16,7 @@ they are independent ``N(w*, 1/gamma)`` draws that leave the loss (and so the es
 unchanged; the selected ones follow the restricted posterior above. This needs ``gamma > 0``
 (the free coordinates would otherwise be improper). The mask is part of the traced ``data``
 argument: every selection reuses one compiled program, and :func:`per_layer_llc` ``vmap``-s
-the masks through :func:`slt.llc_trajectory.estimate_llc_batch` (all layers, one program).
+the masks through :func:`slt.llc_batch.estimate_llc_batch` (all layers, one program).
 
 Names: for the ``widths`` family ``W1, b1, W2, b2, ...`` (layer l's weight matrix and bias,
 numbered from 1); for any :class:`slt.models.FunctionModel`, the key paths of its parameter
@@ -187,10 +187,10 @@ def per_layer_llc(key: jax.Array, problem: Problem, w_star, groups: Sequence[Seq
                   nbeta: float | None = None, batch_size: int | None = None, **kwargs) -> PerLayer:
     """The restricted LLC of every group in ``groups`` (default :func:`layer_groups`: each
     layer's W and b) in ONE compiled program: the masks are ``vmap``-ed through
-    :func:`slt.llc_trajectory.estimate_llc_batch`. Group ``j`` runs on ``fold_in(key, j)``, so
+    :func:`slt.llc_batch.estimate_llc_batch`. Group ``j`` runs on ``fold_in(key, j)``, so
     with a fixed ``num_draws`` it equals ``restricted_llc(fold_in(key, j), ..., groups[j])`` up
     to float rounding."""
-    from slt.llc_trajectory import estimate_llc_batch
+    from slt.llc_batch import estimate_llc_batch
 
     groups = [list(g) for g in (groups if groups is not None else layer_groups(problem.model))]
     if not groups:

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("CI", os.environ.get("CI", ""))
+from slt.setup_jax import configure_jax  # noqa: E402
+
+configure_jax(cache=False)   # the command line's XLA flags here too: in-process runs and CLI subprocesses
+                             # round alike (tests compare them bit for bit)
 
 import matplotlib
 

@@ -51,6 +51,15 @@ def refine(ctx: Context, cfg, w_start, info: dict):
                    "refine_moved": float(jnp.linalg.norm(w_hat - w_start))}
 
 
+def not_identifiable_message(lam, n: int) -> str:
+    """The warning for a lambda_hat whose error bar exceeds half its value (issue 18, item 5)."""
+    return (f"llc: lambda_hat = {lam.value:.3g} +- {lam.stderr:.2g}: the error bar exceeds half the "
+            f"value, so at n = {n} the data cannot separate lambda from finite-n effects (spread "
+            f"between {len(lam.per_subset)} data subsets of {lam.subset_n} rows {lam.data_sd:.2g}, "
+            f"finite-n extrapolation {lam.extrapolation:+.2g}); more data are needed before "
+            "lambda_hat can be read as lambda (the LLC itself is still the finite-n quantity)")
+
+
 def exact_lambda(ctx: Context) -> dict:
     """Aoyagi's lambda and multiplicity when the model is a deep linear network (identity
     activations, no biases) with a known truth: the true product matrix's rank decides them."""
@@ -178,6 +187,8 @@ def run(ctx: Context) -> StageOutput:
             lam = lc.lambda_hat(ctx.key("llc-lambda-hat"), p, w_star, res, num_subsets=cfg.num_subsets,
                                 nbeta_rule="n/log n" if cfg.nbeta is None else "given",
                                 **{k: v for k, v in settings.items() if k != "batch_size"})
+        if lam is not None and not lam.identifiable:
+            ctx.warn(not_identifiable_message(lam, p.n))
     trend = res.trend._asdict() if res.trend is not None else None
     summary = {"llc": {
         "mean": res.mean, "stderr": stderr, "std": res.std, "mcse": res.mcse,
@@ -186,6 +197,7 @@ def run(ctx: Context) -> StageOutput:
         **info,
         "lambda_hat": lam.value if lam else None,
         "lambda_hat_stderr": lam.stderr if lam else None,
+        "lambda_hat_identifiable": lam.identifiable if lam else None,
         "lambda_hat_data_sd": lam.data_sd if lam else None,
         "lambda_hat_extrapolation": lam.extrapolation if lam else None,
         "lambda_hat_extrapolation_se": lam.extrapolation_se if lam else None,
