@@ -76,7 +76,7 @@ ANGLES = [0.9, 1.2, 1.45]
 if SMALL:   # the test suite's settings: what the notebook produces, not converged numbers
     N, CHAINS, DRAWS, XOR_STARTS = 1000, 4, 512, 4
 else:
-    N, CHAINS, DRAWS, XOR_STARTS = 3000, 8, 2000, 8
+    N, CHAINS, DRAWS, XOR_STARTS = 2000, 8, 2000, 8   # n <= 2000: the full n x n BIF (slt.influence.MAX_FULL_ROWS)
 Path(FIGURES).mkdir(parents=True, exist_ok=True)
 T_START = time.perf_counter()
 SETTINGS = dict(num_chains=CHAINS, num_draws=DRAWS)      # gamma = 1, nbeta = n / log n (defaults)
