@@ -33,6 +33,7 @@ REPO = EXPERIMENTS.parent
 
 # name -> environment of the kernel that runs it at small settings (paths relative to its cwd)
 SMALL = {
+    "beyond_llc": {"SLT_SMALL": "1", "SLT_FIGURES": "figures"},
     "free_energy_vs_n": {"SLT_SMALL": "1", "SLT_OUT": "runs", "SLT_FIGURES": "figures"},
     "phase_transition": {"SLT_PHASE_ARGS": "--small --out figures"},
     "xor": {"SLT_SMALL": "1", "SLT_OUT": "runs", "SLT_FIGURES": "figures"},
