@@ -57,6 +57,7 @@ def run_slt(widths, r, n, seed, quick=False) -> dict:
 
     from slt import data, exact, models
     from slt import learning_coefficient as lc
+    from slt import lambda_hat as lambda_hat_mod
     from slt.posterior import Problem
 
     ex = exact.dln_lambda(widths, r)
@@ -69,7 +70,7 @@ def run_slt(widths, r, n, seed, quick=False) -> dict:
     w_hat, loss_hat, grad_norm = lc.refine_point(p, w0, key=jax.random.fold_in(key, 2))
     kwargs = dict(max_draws=1000) if quick else {}
     res = lc.llc_for_problem(jax.random.fold_in(key, 3), p, w_hat, **kwargs)
-    lam = lc.lambda_hat(jax.random.fold_in(key, 4), p, w_hat, res, **kwargs) if res.mean is not None else None
+    lam = lambda_hat_mod.lambda_hat(jax.random.fold_in(key, 4), p, w_hat, res, **kwargs) if res.mean is not None else None
     seconds = time.perf_counter() - t0
     at_truth = None if res.mean is None else res.mean - res.nbeta * (float(p.loss(w0)) - loss_hat)
     se = None if res.mean is None else max(res.mcse, res.std / math.sqrt(res.num_chains))

@@ -638,7 +638,7 @@ def _check_restricted(cfg: Config, spec=None) -> None:
         if not llc.weights:
             raise ConfigError("llc.weights", "empty selection: name at least one parameter block")
         if spec is not None:
-            from slt.restricted import weight_slices
+            from slt.models import weight_slices
 
             names = list(weight_slices(spec))
             unknown = [w for w in llc.weights if w not in names]
@@ -718,10 +718,9 @@ def memory_estimate(cfg: Config, n: int) -> int:
 
 
 def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    from slt.setup_jax import physical_memory
+
+    return physical_memory()
 
 
 def _check_memory(cfg: Config) -> None:

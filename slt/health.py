@@ -170,18 +170,3 @@ def chain_problems(what: str, loss, *, step_size=None, accept=None, nonfinite=No
             msgs.append(f"{what}: {_chains(frozen, labels)} never moved (L_n identical at every draw): either every "
                         "proposal was rejected or L_n does not depend on the parameters")
     return bad, msgs
-
-
-def preflight(ctx, stages) -> None:
-    """Check the ``llc``/``fisher`` point of a run before any directory is made or any chain runs
-    (``at: truth | params``; a trained point is checked after training, in its stage)."""
-    from slt.optimize import resolve_point
-
-    for name in ("llc", "fisher"):
-        sec = getattr(ctx.config, name, None)
-        if name not in stages or sec is None or sec.at not in ("truth", "params"):
-            continue
-        if name == "llc" and getattr(sec, "checkpoints", None) is not None:
-            continue
-        w, _ = resolve_point(ctx, sec)
-        check_point(name, ctx.problem.loss, w, model=ctx.problem.model)

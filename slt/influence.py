@@ -394,7 +394,7 @@ def expectation(result, phi: Callable) -> tuple[float, float]:
 
 
 def _memory_limit() -> int | None:
-    from slt.config import _physical_memory
+    from slt.setup_jax import physical_memory
 
-    total = _physical_memory()
+    total = physical_memory()
     return total // 2 if total else None

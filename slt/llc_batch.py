@@ -4,7 +4,7 @@
 Two callers, one implementation:
 
 * the LLC along training (:mod:`slt.llc_trajectory`): K checkpoints w*_j, the same data and nbeta;
-* lambda_hat's data subsets (:func:`slt.learning_coefficient.lambda_hat`): K disjoint subsets of
+* lambda_hat's data subsets (:func:`slt.lambda_hat.lambda_hat`): K disjoint subsets of
   equal size, so their data are arrays of the same shape stacked on a leading axis
   (``data_batched=True``), each with its own minimiser w*_k and its own nbeta_k.
 

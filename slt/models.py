@@ -294,3 +294,32 @@ def function_model(apply_fn: Callable, params, x, dtype=None) -> tuple[FunctionM
     d_out = 1 if len(shape) == 1 else int(shape[1])
     name = getattr(apply_fn, "__name__", "function")
     return FunctionModel(apply_fn, unravel_fn, int(flat.shape[0]), int(x.shape[1]), d_out, name), flat
+
+
+def weight_slices(model) -> dict:
+    """``{name: (start, stop)}`` of every named parameter block in the flat vector, in order:
+    ``W1, b1, W2, ...`` for an :class:`MLP`; pytree key paths joined by ``.`` for a
+    :class:`FunctionModel`."""
+    out, start = {}, 0
+    if isinstance(model, MLP):
+        for l, layer in enumerate(model.shapes, start=1):
+            for kind in ("W", "b"):
+                if kind in layer:
+                    size = int(np.prod(layer[kind]))
+                    out[f"{kind}{l}"] = (start, start + size)
+                    start += size
+        return out
+    params = model.unravel(jnp.zeros((model.d,), jnp.float32))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        name = ".".join(_key_name(k) for k in path)
+        size = int(np.prod(jnp.shape(leaf)))
+        out[name] = (start, start + size)
+        start += size
+    return out
+
+
+def _key_name(k) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)

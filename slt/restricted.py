@@ -46,39 +46,11 @@ import numpy as np
 
 from slt import learning_coefficient as lc
 from slt import models
+from slt.models import weight_slices  # noqa: F401  (re-exported: the names live with the layout)
 from slt.posterior import Problem
 
 
 # ----------------------------------------------------------------------------- names
-def weight_slices(model) -> dict:
-    """``{name: (start, stop)}`` of every named parameter block in the flat vector, in order:
-    ``W1, b1, W2, ...`` for an :class:`slt.models.MLP`; pytree key paths joined by ``.`` for a
-    :class:`slt.models.FunctionModel`."""
-    out, start = {}, 0
-    if isinstance(model, models.MLP):
-        for l, layer in enumerate(model.shapes, start=1):
-            for kind in ("W", "b"):
-                if kind in layer:
-                    size = int(np.prod(layer[kind]))
-                    out[f"{kind}{l}"] = (start, start + size)
-                    start += size
-        return out
-    params = model.unravel(jnp.zeros((model.d,), jnp.float32))
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        name = ".".join(_key_name(k) for k in path)
-        size = int(np.prod(jnp.shape(leaf)))
-        out[name] = (start, start + size)
-        start += size
-    return out
-
-
-def _key_name(k) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
 def weight_mask(model, weights) -> np.ndarray:
     """0/1 float mask (d,) selecting ``weights``: a list of names, or (Python API) a (d,) 0/1
     or boolean array of coordinates (e.g. one hidden node's in- and out-weights).

@@ -342,9 +342,7 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
     modules = {s: importlib.import_module(STAGE_MODULES[s]) for s in stages}
     for module in modules.values():   # a stage's checks that need the data (ConfigError), before any dir
         getattr(module, "check", lambda ctx: None)(ctx)
-    from slt import health
-
-    health.preflight(ctx, stages)     # a point that cannot be sampled: one line, no directory
+    preflight(ctx, stages)            # a point that cannot be sampled: one line, no directory
     if exact_dir:
         run_dir = Path(out_dir)
         try:
@@ -392,6 +390,22 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
     check_interrupt()
     atomic_write(run_dir / SUMMARY, json.dumps(to_jsonable(summary), indent=2, allow_nan=False))
     return run_dir
+
+
+def preflight(ctx, stages) -> None:
+    """Check the ``llc``/``fisher`` point of a run before any directory is made or any chain runs
+    (``at: truth | params``; a trained point is checked after training, in its stage)."""
+    from slt import health
+    from slt.optimize import resolve_point
+
+    for name in ("llc", "fisher"):
+        sec = getattr(ctx.config, name, None)
+        if name not in stages or sec is None or sec.at not in ("truth", "params"):
+            continue
+        if name == "llc" and getattr(sec, "checkpoints", None) is not None:
+            continue
+        w, _ = resolve_point(ctx, sec)
+        health.check_point(name, ctx.problem.loss, w, model=ctx.problem.model)
 
 
 def _merge(into: dict, new: dict) -> None:

@@ -1,5 +1,6 @@
-"""JAX start-up for the command line, sweeps, notebooks and benchmarks (imports nothing of slt,
-so every layer can call it without an import cycle)."""
+"""Machine set-up for the command line, sweeps, notebooks and benchmarks: JAX's devices, XLA flags
+and compilation cache, and the machine's memory (imports nothing of slt, so every layer can call
+it without an import cycle)."""
 from __future__ import annotations
 
 import os
@@ -29,3 +30,11 @@ def configure_jax(cache: bool = True) -> None:
         jax.config.update("jax_compilation_cache_dir", os.path.join(base, "slt", "jax"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

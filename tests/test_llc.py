@@ -17,6 +17,7 @@ from scipy import integrate
 
 from slt import data, models
 from slt import learning_coefficient as lc
+from slt import lambda_hat as lambda_hat_mod
 from slt.posterior import Problem
 
 Z_MAX = 5.0
@@ -414,7 +415,7 @@ def test_lambda_hat_error_bar_and_linear_sufficient_statistics():
         assert abs(float(linear_loss(w, stats)) - float(p.loss(w))) < 1e-4 * float(p.loss(w))
     w_hat, _, g = lc.refine_point(p, w0)
     res = lc.llc_for_problem(jax.random.key(0), p, w_hat, num_chains=4)
-    lam = lc.lambda_hat(jax.random.key(1), p, w_hat, res, num_chains=4)
+    lam = lambda_hat_mod.lambda_hat(jax.random.key(1), p, w_hat, res, num_chains=4)
     assert lam.value == res.mean and len(lam.per_subset) == 4 and lam.subset_n == 1000
     assert lam.stderr >= math.hypot(lam.mcse, lam.data_sd) > 0
     assert math.isfinite(lam.extrapolation) and lam.extrapolation_se > 0

@@ -11,6 +11,7 @@ import pytest
 
 from slt import data, models
 from slt import learning_coefficient as lc
+from slt import lambda_hat as lambda_hat_mod
 from slt import llc_batch
 from slt.posterior import Problem
 
@@ -35,10 +36,10 @@ def test_batched_subsets_equal_the_per_subset_loop():
     kw = dict(sampler="sgld", num_chains=4, num_draws=200, num_adapt=100)
     res = lc.llc_for_problem(jax.random.key(0), p, w_hat, **kw)
     key = jax.random.key(1)
-    lam = lc.lambda_hat(key, p, w_hat, res, **kw)
+    lam = lambda_hat_mod.lambda_hat(key, p, w_hat, res, **kw)
     subs = _subsets(p, 4)
     nbeta_k = lc.default_nbeta(p.n // 4)
-    w_batch = lc.refine_points(subs, w_hat)[0]
+    w_batch = lambda_hat_mod.refine_points(subs, w_hat)[0]
     for k, sub in enumerate(subs):
         w_k = lc.refine_point(sub, w_hat, jitter=0.0)[0]
         np.testing.assert_allclose(w_batch[k], w_k, rtol=1e-4, atol=1e-5)
@@ -80,7 +81,7 @@ def test_batched_hmc_subsets_agree_with_the_loop_within_mc_error():
     p, truth = _tanh_problem()
     w_hat = lc.refine_point(p, models.flatten(truth))[0]
     subs = _subsets(p, 2)
-    w_k = lc.refine_points(subs, w_hat)[0]
+    w_k = lambda_hat_mod.refine_points(subs, w_hat)[0]
     key = jax.random.key(3)
     kw = dict(num_chains=4, num_draws=300)
     batch = llc_batch.llc_subsets_for_problem(key, subs, w_k, nbeta=lc.default_nbeta(p.n // 2), **kw)
@@ -94,7 +95,7 @@ def test_batched_hmc_subsets_agree_with_the_loop_within_mc_error():
 
 
 def _lam(value, stderr):
-    return lc.LambdaHat(value=value, stderr=stderr, mcse=0.01, data_sd=stderr / 2, extrapolation=-stderr / 2,
+    return lambda_hat_mod.LambdaHat(value=value, stderr=stderr, mcse=0.01, data_sd=stderr / 2, extrapolation=-stderr / 2,
                         extrapolation_se=0.01, per_subset=(0.1, 0.2, 0.3, 0.4), subset_n=250)
 
 

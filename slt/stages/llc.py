@@ -14,16 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from slt import learning_coefficient as lc
+from slt import lambda_hat as lambda_hat_mod
 from slt import restricted
 from slt.runs import Context, StageOutput
-
-
-def _settings(cfg, n: int) -> dict:
-    return dict(sampler=cfg.sampler, num_chains=cfg.num_chains, num_draws=cfg.num_draws,
-                max_draws=cfg.max_draws, num_burnin=cfg.num_burnin, num_adapt=cfg.num_adapt,
-                step_size=cfg.step_size, target_accept=cfg.target_accept, gamma=cfg.gamma,
-                trajectory_length=cfg.trajectory_length, max_steps=cfg.max_steps,
-                batch_size=cfg.batch_size if cfg.batch_size and cfg.batch_size < n else None)
+from slt.stages._llc_common import exact_lambda, llc_settings as _settings  # noqa: F401
 
 
 def wants_refine(cfg) -> bool:
@@ -58,25 +52,6 @@ def not_identifiable_message(lam, n: int) -> str:
             f"between {len(lam.per_subset)} data subsets of {lam.subset_n} rows {lam.data_sd:.2g}, "
             f"finite-n extrapolation {lam.extrapolation:+.2g}); more data are needed before "
             "lambda_hat can be read as lambda (the LLC itself is still the finite-n quantity)")
-
-
-def exact_lambda(ctx: Context) -> dict:
-    """Aoyagi's lambda and multiplicity when the model is a deep linear network (identity
-    activations, no biases) with a known truth: the true product matrix's rank decides them."""
-    from slt import exact
-
-    spec = ctx.problem.spec
-    if spec is None or spec.activation != "identity" or spec.bias or ctx.truth_params is None:
-        return {}
-    prod = None
-    for layer in ctx.truth_params:
-        W = np.asarray(layer["W"], np.float64)
-        prod = W if prod is None else W @ prod
-    rank = int(np.linalg.matrix_rank(prod, tol=1e-8 * max(1.0, float(np.abs(prod).max())))) if prod.size else 0
-    c = exact.dln_lambda(list(spec.widths), rank)
-    return {"exact_lambda": c.lam, "exact_multiplicity": c.multiplicity, "truth_rank": rank,
-            "exact_source": "Aoyagi 2024 (deep linear network)" if spec.num_layers > 2 else
-                            "Aoyagi & Watanabe 2005 (reduced rank)" if spec.num_layers == 2 else "regular (d/2)"}
 
 
 def check(ctx: Context) -> None:
@@ -184,7 +159,7 @@ def run(ctx: Context) -> StageOutput:
     lam = None
     if cfg.lambda_hat and res.mean is not None and settings["batch_size"] is None and cfg.weights is None:
         with progress.stage(f"llc: lambda_hat ({cfg.num_subsets} data subsets)"):
-            lam = lc.lambda_hat(ctx.key("llc-lambda-hat"), p, w_star, res, num_subsets=cfg.num_subsets,
+            lam = lambda_hat_mod.lambda_hat(ctx.key("llc-lambda-hat"), p, w_star, res, num_subsets=cfg.num_subsets,
                                 nbeta_rule="n/log n" if cfg.nbeta is None else "given",
                                 **{k: v for k, v in settings.items() if k != "batch_size"})
         if lam is not None and not lam.identifiable:

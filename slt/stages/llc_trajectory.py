@@ -40,7 +40,7 @@ def _warn_grouped(ctx: Context, steps, results) -> None:
 def run(ctx: Context) -> StageOutput:
     from slt import learning_coefficient as lc
     from slt import progress
-    from slt.stages.llc import _settings, exact_lambda
+    from slt.stages._llc_common import exact_lambda, llc_settings as _settings
 
     cfg, p = ctx.config.llc, ctx.problem
     tc = cfg.train
