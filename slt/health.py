@@ -97,8 +97,10 @@ def check_point(what: str, loss_fn: Callable, w, data=None, *, model=None, label
 
 # ----------------------------------------------------------------------------- after sampling
 def step_floor(dtype, scale: float) -> float:
-    """The smallest step size that can still move ``w`` of magnitude ``scale``: below
-    ``10 * eps_machine * scale`` a step changes no coordinate of that size in ``dtype``."""
+    """``10 * eps_machine * scale``: a step below it cannot move ``w`` across a posterior of width
+    ``scale`` in ``dtype`` (a leapfrog step of that size changes no coordinate of that size, and
+    the longest trajectory covers a negligible part of the width). Langevin samplers, whose
+    ``eps`` is a variance, compare with its square."""
     return float(10.0 * np.finfo(np.dtype(dtype)).eps * max(float(scale), 1e-30))
 
 

@@ -310,10 +310,10 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     health.check_point("llc", loss_fn, w_star, data, model=model, with_data=True)
     k_curv, k_run = jax.random.split(key)
     dtype = w_star.dtype
-    # the smallest step that can move w* (or the localisation width) in this precision
-    scale = max(float(jnp.max(jnp.abs(w_star))) if w_star.size else 0.0,
-                1.0 / math.sqrt(gamma) if gamma > 0 else 1.0)
-    min_step = health.step_floor(dtype, scale)
+    # a step too small to move the chain across the localisation width in this precision; for
+    # Langevin samplers eps is a variance (the move is sqrt(eps)): compare eps with floor^2
+    floor = health.step_floor(dtype, 1.0 / math.sqrt(gamma) if gamma > 0 else 1.0)
+    min_step = floor if sampler in ("hmc", "nuts") else floor ** 2
     ndev = _num_devices_for(num_chains)
     keys = jax.random.split(k_run, num_chains)
     eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)

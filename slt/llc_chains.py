@@ -236,22 +236,38 @@ def sequential_batches() -> bool:
     return jax.default_backend() == "cpu"
 
 
+def _rebuild(like, parts):
+    return type(like)(*parts) if hasattr(like, "_fields") else type(like)(parts)
+
+
+def _take(arg, ax):
+    """The batched part of ``arg`` under the axis spec ``ax`` (0, None, or a tuple prefix)."""
+    if ax is None or ax == 0:
+        return arg if ax == 0 else None
+    return _rebuild(arg, [_take(a, x) for a, x in zip(arg, ax)])
+
+
+def _put(arg, ax, member):
+    """``arg`` with its batched part replaced by one ``member`` of it."""
+    if ax is None or ax == 0:
+        return member if ax == 0 else arg
+    return _rebuild(arg, [_put(a, x, m) for a, x, m in zip(arg, ax, member)])
+
+
 def batch_map(fn, in_axes):
-    """``jax.vmap(fn, in_axes)`` (axes 0 or None), or on CPU (:func:`sequential_batches`) the
-    same function as a ``lax.map`` over the batched arguments: the same per-member computation,
-    one member after the other inside one compiled program."""
+    """``jax.vmap(fn, in_axes)`` (axes 0, None, or a tuple prefix of an argument, e.g.
+    ``(None, 0, None)``), or on CPU (:func:`sequential_batches`) the same function as a
+    ``lax.map`` over the batched parts: the same per-member computation, one member after the
+    other inside one compiled program."""
     if not sequential_batches():
         return jax.vmap(fn, in_axes=in_axes)
     in_axes = tuple(in_axes)
-    if any(ax not in (0, None) for ax in in_axes):
-        raise ValueError(f"batch_map: axes must be 0 or None, got {in_axes}")
 
     def mapped(*args):
-        batched = [a for a, ax in zip(args, in_axes) if ax == 0]
+        batched = [_take(a, ax) for a, ax in zip(args, in_axes)]
 
         def one(members):
-            it = iter(members)
-            return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+            return fn(*[_put(a, ax, m) for a, ax, m in zip(args, in_axes, members)])
 
         return jax.lax.map(one, batched)
 

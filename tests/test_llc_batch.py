@@ -114,7 +114,7 @@ def test_stage_and_terminal_say_when_n_is_too_small(tmp_path, monkeypatch):
     import slt
     from slt import report
 
-    monkeypatch.setattr(lc, "lambda_hat", lambda *a, **k: _lam(0.09, 0.26))
+    monkeypatch.setattr(lambda_hat_mod, "lambda_hat", lambda *a, **k: _lam(0.09, 0.26))
 
     def f(params, x):
         return x * params["w1"] * params["w2"] ** 2
