@@ -95,7 +95,7 @@ _CACHE_SCRIPT = textwrap.dedent("""
 def test_compilation_cache_on_by_default_second_process_hits_it_and_switch_off(tmp_path):
     # XLA_FLAGS emptied: configure_jax itself sets the CPU device count (SLT_CPU_DEVICES)
     env = {"XDG_CACHE_HOME": str(tmp_path), "JAX_PLATFORMS": "cpu", "SLT_CPU_DEVICES": "3",
-           "XLA_FLAGS": ""}
+           "XLA_FLAGS": "", "SLT_NO_COMPILATION_CACHE": ""}
     env_nocache = dict(env)
     first = json.loads(_run(_CACHE_SCRIPT.replace("sys.argv[1]", "'on'"), env))
     cache_dir = tmp_path / "slt" / "jax"
