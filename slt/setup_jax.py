@@ -7,21 +7,19 @@ import os
 
 
 def configure_jax(cache: bool = True) -> None:
-    """Before jax is imported: one CPU device per core (chains are sharded over devices), no
-    YNNPACK fusions on the CPU (slow on small models' (n, 1) arrays, see below) and
+    """Before jax is imported: one CPU device per core (chains are sharded over devices) and
     the persistent compilation cache under the user cache directory (a second run of the
     same config does not recompile). ``SLT_NO_COMPILATION_CACHE=1`` or ``--no-cache``
-    switches the cache off; ``SLT_CPU_DEVICES`` overrides the device count."""
+    switches the cache off; ``SLT_CPU_DEVICES`` overrides the device count.
+
+    Not set here: ``--xla_cpu_experimental_ynn_fusion_type=`` (XLA's YNNPACK CPU fusions off)
+    made a 2-parameter model's gradient at n = 1e4 20x faster (benchmarks/llc_small.md), but with
+    it the test suite's process segfaulted twice inside XLA's compiler (replica programs); set it
+    in XLA_FLAGS yourself to try it."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags:
         count = os.environ.get("SLT_CPU_DEVICES") or str(os.cpu_count() or 1)
         flags = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-    if "xla_cpu_experimental_ynn_fusion_type" not in flags:
-        # XLA's CPU backend hands reductions to YNNPACK fusions; on (n, 1) arrays (one output,
-        # or one input column) with n >= ~4000 those ran 20x slower than XLA's own loops: a
-        # gradient of a 2-parameter model at n = 1e4 took 128 us with them, 5.6 us without
-        # (benchmarks/llc_small.md). Empty = no YNN fusions; set the flag yourself to override.
-        flags = f"{flags} --xla_cpu_experimental_ynn_fusion_type=".strip()
     os.environ["XLA_FLAGS"] = flags
     import jax
 

@@ -7,10 +7,6 @@ os.environ.setdefault("CI", os.environ.get("CI", ""))
 # the tests never read or write the user's persistent compilation cache (in-process CLI calls and
 # subprocesses alike); tests/test_devices.py switches it on in its own directory
 os.environ.setdefault("SLT_NO_COMPILATION_CACHE", "1")
-from slt.setup_jax import configure_jax  # noqa: E402
-
-configure_jax(cache=False)   # the command line's XLA flags here too: in-process runs and CLI subprocesses
-                             # round alike (tests compare them bit for bit)
 
 import matplotlib
 
