@@ -150,6 +150,12 @@ _BATCHED = {}
 _FOLD = {}
 
 
+def clear_caches() -> None:
+    """Drop the compiled batch programs kept by :func:`_batched` and :func:`_fold_program`."""
+    _BATCHED.clear()
+    _FOLD.clear()
+
+
 def _batched(program, in_axes):
     """``jit(vmap(program))`` over the batch axis (on CPU a sequential ``lax.map``,
     :func:`slt.llc_chains.batch_map`), cached per program and axes (no recompilation when the

@@ -78,7 +78,6 @@ def _release_compiled_programs():
             for value in list(vars(module).values()):
                 if isinstance(value, functools._lru_cache_wrapper):
                     value.cache_clear()
-                elif isinstance(value, dict) and value and all(isinstance(k, tuple) or isinstance(k, int)
-                                                               for k in value) and name == "slt.llc_batch":
-                    value.clear()
+    if "slt.llc_batch" in sys.modules:
+        sys.modules["slt.llc_batch"].clear_caches()
     gc.collect()
