@@ -117,7 +117,14 @@ class SamplerConfig:
                              "modes), or numpyro NUTS/HMC (faster where the posterior has one mode)")
     num_chains: int = _field(4, check=at_least(1), doc="chains (vectorised, sharded over devices)")
     num_warmup: int = _field(500, check=non_negative, doc="adaptation iterations (discarded)")
-    num_samples: int = _field(1000, check=at_least(1), doc="draws kept per chain")
+    num_samples: Union[int, str] = _field(1000, check=lambda v: None if v == "auto" or (isinstance(v, int) and v >= 1)
+                                          else f"must be a positive integer or 'auto', got {v!r}",
+                                          doc="draws kept per chain; auto (method: replica): extend the "
+                                              "chains in doubling rounds until R-hat <= 1.01, ESS >= 400 "
+                                              "on L_n and the invariants and min_round_trips, or max_samples")
+    max_samples: int = _field(16000, check=at_least(1), doc="num_samples: auto: the cap of draws per chain")
+    min_round_trips: int = _field(20, check=at_least(1),
+                                  doc="num_samples: auto (method: replica): round trips every chain must make")
     beta: Union[float, str] = _field(1.0, doc="inverse temperature: a number > 0 or 'wbic' (1/log n)")
     step_size: Optional[float] = _field(None, check=positive, doc="initial step size (adapted in warmup)")
     num_steps: int = _field(16, check=at_least(1), doc="leapfrog steps per HMC proposal (method: hmc, replica)")
@@ -133,8 +140,12 @@ class SamplerConfig:
     init_steps: int = _field(500, check=at_least(1), doc="init: screen: Adam steps per candidate")
     num_predict_inputs: int = _field(4, check=at_least(1),
                                      doc="fixed inputs whose network outputs get R-hat/ESS")
-    num_temperatures: int = _field(8, check=at_least(2),
-                                   doc="method: replica: temperatures per ladder (beta down to beta_min)")
+    num_temperatures: Union[int, str] = _field(
+        "auto", check=lambda v: None if v == "auto" or (isinstance(v, int) and 2 <= v <= 32)
+        else f"must be 'auto' or an integer >= 2 and <= 32, got {v!r}",
+        doc="method: replica: temperatures per ladder (beta down to beta_min); auto: about "
+            "2 Lambda + 1 (in [4, 32]) from the global barrier Lambda measured on a pilot ladder "
+            "in the first half of the warmup")
     beta_min: float = _field(1e-3, check=lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v}",
                              doc="method: replica: the ladder's lowest beta (0: the prior); "
                                  "the others adapt in warmup to equal swap rates")
@@ -531,6 +542,15 @@ def _check(cfg: Config) -> Config:
         if cfg.sampler.thinning != 1:
             raise ConfigError("sampler.thinning", f"method: replica keeps every draw; must be 1, "
                                                   f"got {cfg.sampler.thinning}")
+        from slt import replica
+
+        if cfg.sampler.num_samples == "auto" and cfg.sampler.max_samples < replica.SAMPLE_CHUNK:
+            raise ConfigError("sampler.max_samples", f"num_samples: auto draws {replica.SAMPLE_CHUNK} per chain "
+                                                     f"in its first round; must be >= {replica.SAMPLE_CHUNK}, "
+                                                     f"got {cfg.sampler.max_samples}")
+    elif cfg.sampler.num_samples == "auto":
+        raise ConfigError("sampler.num_samples", f"auto needs method: replica (got {cfg.sampler.method}); "
+                                                 "give a number of draws")
     spec = models.make_mlp(m.widths, m.activation, m.bias)
     if cfg.free_energy is not None and cfg.free_energy.init == "truth" and cfg.truth is None:
         raise ConfigError("free_energy.init", "'truth' needs a truth section")
@@ -707,7 +727,8 @@ def memory_estimate(cfg: Config, n: int) -> int:
     0.59 GB, of which 0.19 GB are the imports. Used only to refuse impossible sizes."""
     m = cfg.model
     size = 8 if cfg.precision == "float64" else 4
-    chains = cfg.sampler.num_chains * (cfg.sampler.num_temperatures if cfg.sampler.method == "replica" else 1)
+    temps = 32 if cfg.sampler.num_temperatures == "auto" else cfg.sampler.num_temperatures   # auto: its cap
+    chains = cfg.sampler.num_chains * (temps if cfg.sampler.method == "replica" else 1)
     if cfg.free_energy is not None:
         chains = max(chains, cfg.free_energy.num_betas * cfg.free_energy.num_chains)
         if "smc" in cfg.free_energy.methods:

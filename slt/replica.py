@@ -367,7 +367,8 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         ``PILOT_TEMPERATURES`` levels (adapted to equal swap rates), measures the global barrier
         ``Lambda`` (mean over chains of its last round) and the second half runs
         :func:`temperatures_for_barrier` levels (``~ 2 Lambda + 1``), re-placed at equal barrier
-        spacing, started from the pilot's nearest levels and adapted again.
+        spacing, started from the pilot's nearest levels and adapted again. A warmup shorter than
+        ``MIN_AUTO_WARMUP`` (no adaptation round in its first half) keeps the pilot ladder.
       num_samples: draws per chain, or ``"auto"``: draw in chunks of ``SAMPLE_CHUNK`` (one
         compiled program, the chains' state carried), doubling the total (500, 1000, 2000, ...)
         until R-hat(L_n) <= 1.01, bulk ESS(L_n) >= 400, every valid chain has made
@@ -383,6 +384,8 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
     Returns: :class:`ReplicaResult`.
     """
     auto_k = num_temperatures == "auto"
+    if auto_k and num_warmup < MIN_AUTO_WARMUP:   # too short to measure a barrier: the pilot ladder as it is
+        auto_k, num_temperatures = False, PILOT_TEMPERATURES
     auto_n = num_samples == "auto"
     if betas is None:
         betas = initial_ladder(PILOT_TEMPERATURES if auto_k else num_temperatures, beta_min, beta_max)
@@ -397,9 +400,6 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         raise ValueError(f"swap_interval must be an integer >= 1, got {swap_interval}")
     if (not auto_n and num_samples < 1) or num_warmup < 0 or num_steps < 1:
         raise ValueError("num_samples and num_steps must be >= 1 and num_warmup >= 0")
-    if auto_k and not warmup_rounds(num_warmup // 2, num_rounds):
-        raise ValueError(f"num_temperatures='auto' needs num_warmup >= {MIN_AUTO_WARMUP} to measure the "
-                         f"barrier, got {num_warmup}")
     if auto_n and (max_samples < SAMPLE_CHUNK or min_round_trips < 1):
         raise ValueError(f"num_samples='auto' needs max_samples >= {SAMPLE_CHUNK} and min_round_trips >= 1, "
                          f"got {max_samples} and {min_round_trips}")

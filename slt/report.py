@@ -326,7 +326,13 @@ def _diagnostic_rows(s: dict) -> list[tuple[str, str, str]]:
         rows.append(("replica barrier", f"{rep['global_barrier']:.2f}",
                      f"Lambda; {rep.get('num_temperatures')} temperatures (2 Lambda + 1 = "
                      f"{rep.get('suggested_num_temperatures')}), swap accept min {rep.get('swap_accept_min', 0):.2f}"
-                     + (f", round trips {min(trips)}..{max(trips)} per chain" if trips else "")))
+                     + (f", round trips {min(trips)}..{max(trips)} per chain" if trips else "")
+                     + (f", tempered restarts {min(rep['restarts'])}..{max(rep['restarts'])}"
+                        if rep.get("restarts") else "")))
+        if rep.get("sampling_rounds"):
+            rows.append(("replica draws", f"{rep.get('num_samples')} per chain",
+                         "num_samples: auto, " + ("mixed" if rep.get("converged") else "max_samples reached unmixed")
+                         + f" after {len(rep['sampling_rounds'])} check(s)"))
     fe = s.get("free_energy") or {}
     if fe:
         rh = [v for v in fe.get("rhat") or [] if _finite(v)]

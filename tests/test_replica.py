@@ -60,6 +60,50 @@ def test_mixture_weight_matches_exact_where_the_beta1_kernel_alone_is_trapped():
     np.testing.assert_array_equal(again.positions, res.positions)
 
 
+def test_auto_ladder_and_auto_draws_on_the_mixture():
+    """num_temperatures='auto' sizes the ladder from the pilot's barrier (2 Lambda + 1) and
+    num_samples='auto' stops at the first check that passes; the mode weight stays exact and the
+    run is reproducible. Aggregates only (Monte Carlo tolerances)."""
+    init = jnp.full((4, 2), -MU)
+    kw = dict(num_temperatures="auto", beta_min=1e-2, num_warmup=300, num_samples="auto", num_steps=8,
+              min_round_trips=5)
+    res = replica.sample(jax.random.key(1), mix_log_prior, mix_loss, init, 1.0, **kw)
+    k = res.betas.shape[1]
+    assert k == replica.temperatures_for_barrier(res.pilot_barrier)
+    assert res.barrier_rounds[0]["num_temperatures"] == replica.PILOT_TEMPERATURES
+    assert res.barrier_rounds[-1]["num_temperatures"] == k
+    lam = replica.barriers(res.betas, res.swap_accept)[0].mean()
+    assert abs(lam - res.pilot_barrier) < 0.5 * res.pilot_barrier + 0.5     # the pilot measured the same barrier
+    assert res.converged and res.sampling_rounds[-1]["converged"]
+    assert res.sampling_rounds[-1]["rhat_loss"] <= 1.01 and res.sampling_rounds[-1]["ess_bulk_loss"] >= 400
+    assert res.loss.shape[1] == res.sampling_rounds[-1]["num_samples"] and res.loss.shape[1] % replica.SAMPLE_CHUNK == 0
+    assert res.index_process.shape == (4, res.loss.shape[1], k)
+    assert (np.sort(res.index_process, axis=-1) == np.arange(k)).all()     # a permutation at every draw
+    assert (res.restarts >= res.round_trips).all() and res.round_trips.min() >= 5
+    frac, mean, se = _mode_a_weight(res)
+    assert abs(mean - P_A) < 4 * se + 0.02, (frac, mean, se)
+    # a cap that no check can meet: stops at the cap, converged False
+    capped = replica.sample(jax.random.key(1), mix_log_prior, mix_loss, init, 1.0,
+                            **{**kw, "min_round_trips": 10 ** 6, "max_samples": 1000})
+    assert capped.converged is False and capped.loss.shape[1] == 1000
+    assert [r["num_samples"] for r in capped.sampling_rounds] == [500, 1000]
+    # same key, same numbers; the first 500 draws of the capped run are the auto run's (chunking
+    # never changes the numbers)
+    np.testing.assert_array_equal(capped.loss[:, :500], res.loss[:, :500])
+    summ = replica.summary(capped, 1)
+    assert summ["converged"] is False and len(summ["restarts"]) == 4 and summ["num_samples"] == 1000
+
+
+def test_temperatures_for_barrier_and_resize():
+    assert replica.temperatures_for_barrier(3.7) == 9
+    assert replica.temperatures_for_barrier(0.1) == replica.MIN_TEMPERATURES
+    assert replica.temperatures_for_barrier(100.0) == replica.MAX_TEMPERATURES
+    betas, near = replica.resize_ladder(np.array([1.0, 0.5, 0.01]), np.array([0.5, 0.1]), 4)
+    # Lambda = (0, .5, .6): new levels at Lambda = 0, .2, .4, .6 (log-linear between old levels)
+    np.testing.assert_allclose(betas, [1.0, 0.5 ** 0.4, 0.5 ** 0.8, 0.01], rtol=1e-6)
+    assert list(near) == [0, 0, 1, 2]
+
+
 def test_swap_log_ratio_is_the_metropolis_ratio_of_the_exchange():
     rng = np.random.default_rng(0)
     betas = jnp.asarray(np.sort(rng.uniform(0, 1, 5))[::-1])
@@ -162,6 +206,8 @@ def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp
     assert rep["global_barrier_per_chain"] == pytest.approx(lam) and rep["global_barrier"] == pytest.approx(np.mean(lam))
     assert len(rep["local_barrier"]["beta"]) == 3 and rep["suggested_num_temperatures"] >= 1
     assert any("never made a round trip" in w for w in diag["warnings"]), diag["warnings"]
+    assert rep["restarts"] is not None and len(rep["restarts"]) == 2
+    assert (out / "tiny" / "replica.png").exists()
     assert np.isfinite(summary["loss"]["E_L_n"]) and np.isfinite(diag["rhat_loss"])
     idata = az.from_netcdf(str(out / "tiny" / "posterior.nc"))
     assert idata.posterior["w"].shape == (2, 50, 9)
@@ -175,11 +221,16 @@ def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp
     ({"sampler__beta": "wbic", "sampler__beta_min": 0.3}, "sampler.beta_min", "below sampler.beta"),
     ({"sampler__swap_interval": 0}, "sampler.swap_interval", ">= 1"),
     ({"sampler__thinning": 2}, "sampler.thinning", "must be 1"),
+    ({"sampler__num_temperatures": 33}, "sampler.num_temperatures", "<= 32"),
+    ({"sampler__num_temperatures": "many"}, "sampler.num_temperatures", "'auto'"),
+    ({"sampler__num_samples": "auto", "sampler__max_samples": 100}, "sampler.max_samples", ">= 500"),
+    ({"sampler__num_samples": "auto", "sampler__min_round_trips": 0}, "sampler.min_round_trips", ">= 1"),
+    ({"sampler__num_samples": "auto", "sampler__method": "nuts"}, "sampler.num_samples", "method: replica"),
 ])
 def test_bad_replica_config_exits_2_naming_the_key(tiny_config, tmp_path, capsys, overrides, key, words):
     from slt import cli
 
-    path = tiny_config(sampler__method="replica", **overrides)
+    path = tiny_config(**{"sampler__method": "replica", **overrides})
     out = tmp_path / "out"
     assert cli.main(["run", str(path), "--out", str(out)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

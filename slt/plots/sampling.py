@@ -110,3 +110,50 @@ def predictive_surface(grid: np.ndarray, predictions: np.ndarray, truth: np.ndar
     fig.suptitle(title or "posterior predictive")
     fig.tight_layout()
     return fig
+
+
+def replica_diagnostics(betas: np.ndarray, swap_accept: np.ndarray, index_process: np.ndarray, *,
+                        round_trips=None, restarts=None, title: str = "", num_replicas: int = 3,
+                        max_draws: int = 400):
+    """Replica exchange at a glance (what Pigeons shows): left, the local communication barrier
+    ``lambda(beta) ~ r_k / |beta_k - beta_{k+1}|`` of each chain against beta (log axis; its
+    integral is the global barrier Lambda); right, the index process of a few replicas of chain 0
+    over its first ``max_draws`` draws (the level each replica occupies, draw by draw: good mixing shows replicas sweeping from
+    beta_0 to beta_{K-1} and back, one sweep a round trip).
+
+    ``betas`` (C, K), ``swap_accept`` (C, K-1), ``index_process`` (C, draws, K): the replica at each
+    level."""
+    betas, acc = np.asarray(betas, float), np.asarray(swap_accept, float)
+    c, k = betas.shape
+    fig, (ax_l, ax_i) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    rej = 1.0 - acc
+    width = np.abs(np.diff(betas, axis=1))
+    mid = 0.5 * (betas[:, :-1] + betas[:, 1:])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(width > 0, rej / width, np.nan)
+    lam = rej.sum(axis=1)
+    for j in range(c):
+        ax_l.plot(mid[j], local[j], "o-", ms=3, lw=1, color=f"C{j % 10}", alpha=0.8,
+                  label=f"chain {j}: $\\Lambda$ = {lam[j]:.2f}" if j < 8 else None)
+    ax_l.set_xscale("log")
+    ax_l.set_yscale("log")
+    ax_l.set_xlabel(r"$\beta$")
+    ax_l.set_ylabel(r"local barrier $\lambda(\beta)$")
+    ax_l.set_title(f"{k} temperatures; mean $\\Lambda$ = {lam.mean():.2f}", fontsize=10)
+    ax_l.legend(fontsize=7)
+    idx = np.asarray(index_process)[0, :max_draws]        # (draws, K): replica at each level
+    level = np.argsort(idx, axis=1)                       # (draws, K): level of each replica
+    for r in range(min(num_replicas, k)):
+        ax_i.step(np.arange(idx.shape[0]), level[:, r], where="post", lw=0.9, label=f"replica {r}")
+    ax_i.set_yticks([0, k - 1])
+    ax_i.set_yticklabels([r"$\beta_0$ (target)", rf"$\beta_{{{k - 1}}}$"])
+    ax_i.invert_yaxis()
+    ax_i.set_xlabel(f"draw (the first {idx.shape[0]})")
+    trips = "" if round_trips is None else f"round trips per chain {list(map(int, round_trips))}"
+    rest = "" if restarts is None else f"; tempered restarts {list(map(int, restarts))}"
+    ax_i.set_title(f"index process, chain 0\n{trips}{rest}", fontsize=9)
+    ax_i.legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,7 @@
 """Stage ``sample``: NUTS/HMC on the tempered posterior, ArviZ diagnostics, figures."""
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
@@ -79,15 +80,33 @@ def sample_posterior(ctx: Context) -> tuple[samplers.SampleResult, float, dict]:
 def _sample_replica(ctx: Context, init, beta: float) -> samplers.SampleResult:
     """``sampler.method: replica``: :func:`slt.replica.sample_problem` with the ladder from
     ``beta`` down to ``sampler.beta_min``; the target level's draws as a SampleResult. Chains
-    that produced a non-finite L_n at any level are dropped (with a warning) when others remain."""
+    that produced a non-finite L_n at any level are dropped (with a warning) when others remain.
+    ``num_samples: auto`` extends the chains until L_n and the invariants (outputs at fixed
+    inputs) have R-hat <= 1.01 and ESS >= 400 and every chain made ``min_round_trips``."""
     from slt import replica
 
     cfg, p = ctx.config.sampler, ctx.problem
+    xf = fixed_inputs(ctx, cfg.num_predict_inputs)
+
+    def invariants_mixed(res):   # the outputs at fixed inputs, as summarised by the stage
+        good = replica.valid_chains(res)
+        if not len(good):
+            return False, {}
+        outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions[good])))
+        diag = diagnostics.summarize(res.loss[good], outputs, res.positions[good], res.diverging[good])
+        ok = diag.rhat_max_invariant <= RHAT_MAX and diag.ess_bulk_min_invariant >= ESS_MIN
+        return bool(ok), {"rhat_max_invariant": diag.rhat_max_invariant,
+                          "ess_bulk_min_invariant": diag.ess_bulk_min_invariant}
+
     res = replica.sample_problem(ctx.key("sample"), p, init, num_temperatures=cfg.num_temperatures,
                                  beta_min=cfg.beta_min, beta_max=beta, num_warmup=cfg.num_warmup,
                                  num_samples=cfg.num_samples, num_steps=cfg.num_steps,
                                  swap_interval=cfg.swap_interval, target_accept=cfg.target_accept,
-                                 step_size=cfg.step_size)
+                                 step_size=cfg.step_size, max_samples=cfg.max_samples,
+                                 min_round_trips=cfg.min_round_trips, converged_fn=invariants_mixed)
+    if cfg.num_temperatures == "auto" and res.pilot_barrier is None:
+        ctx.warn(f"sample: num_temperatures: auto needs num_warmup >= {replica.MIN_AUTO_WARMUP} to measure the "
+                 f"barrier; kept the pilot ladder of {res.betas.shape[1]} temperatures")
     good = replica.valid_chains(res)
     if len(good) < len(res.valid):
         bad = [int(c) for c in np.flatnonzero(~res.valid)]
@@ -99,9 +118,24 @@ def _sample_replica(ctx: Context, init, beta: float) -> samplers.SampleResult:
         ctx.warn(f"sample: replica chain(s) {never} never made a round trip between beta = {beta:.4g} and "
                  f"beta_min = {cfg.beta_min:g}: modes may not mix (more temperatures, a smaller beta_min "
                  "or more samples?)")
+    if res.converged is False:
+        last = res.sampling_rounds[-1]
+        ctx.warn(f"sample: replica reached sampler.max_samples = {cfg.max_samples} draws per chain without "
+                 f"mixing (R-hat(L_n) {_fmt(last.get('rhat_loss'), '.3f')}, ESS(L_n) "
+                 f"{_fmt(last.get('ess_bulk_loss'), '.0f')}, fewest round trips {last.get('min_round_trips')} "
+                 f"of {cfg.min_round_trips}); raise max_samples or num_temperatures")
+    lam = float(np.mean(replica.barriers(res.betas, res.swap_accept)[0]))
+    if res.betas.shape[1] < replica.temperatures_for_barrier(lam) - 2:
+        ctx.warn(f"sample: the replica ladder has {res.betas.shape[1]} temperatures but its global barrier "
+                 f"Lambda = {lam:.2f} asks for about 2 Lambda + 1 = {math.ceil(2 * lam) + 1}: swaps are "
+                 "rare and round trips slow (num_temperatures: auto sizes it)")
     if not len(good):   # the stage's non-finite check then withholds every estimate
         return replica.to_sample_result(res)._replace(loss=np.full(res.loss.shape, np.nan))
     return replica.to_sample_result(res, good)
+
+
+def _fmt(v, spec):
+    return "?" if v is None else format(v, spec)
 
 
 def run(ctx: Context) -> StageOutput:
@@ -137,7 +171,7 @@ def run(ctx: Context) -> StageOutput:
         "loss": {"E_L_n": E_L, "E_nL_n": None if E_L is None else p.n * E_L,
                  "E_L_n_mcse": diagnostics.mcse_mean(res.loss) if finite else None},
         "diagnostics": {
-            "sampler": cfg.method, "num_chains": cfg.num_chains, "num_samples": cfg.num_samples,
+            "sampler": cfg.method, "num_chains": cfg.num_chains, "num_samples": int(res.loss.shape[1]),
             "num_warmup": cfg.num_warmup, "divergences": num_div, "init": init_info,
             "rhat_max_invariant": None if diag is None else diag.rhat_max_invariant,
             "ess_bulk_min_invariant": None if diag is None else diag.ess_bulk_min_invariant,
@@ -172,6 +206,11 @@ def run(ctx: Context) -> StageOutput:
                 np.asarray(p.x), np.asarray(p.y), preds, truth=truth_pred, title=title)
         if p.model.d_in == 2:
             figures["predictive_surface"] = _surface(ctx, draws[idx], title)
+        if res.replica is not None and res.replica.index_process is not None:
+            rr = res.replica
+            figures["replica"] = plots.replica_diagnostics(rr.betas, rr.swap_accept, rr.index_process,
+                                                           round_trips=rr.round_trips, restarts=rr.restarts,
+                                                           title=title)
         nodes = posterior_nodes_figure(ctx, res.positions, beta)
         if nodes is not None:
             figures["posterior_nodes"] = nodes
