@@ -103,7 +103,9 @@ def node_scatter(panels, *, truth_nodes=None, title: str = "", max_points: int =
         if lim is not None:
             a.set_xlim(-lim, lim)
             a.set_ylim(-lim, lim)
-        a.set_aspect("equal")
+        # equal scales by widening the data limits, not by shrinking the axes box: a box
+        # shrunk to the data's aspect left a tall blank band under the title
+        a.set_aspect("equal", adjustable="datalim")
         a.set_xlabel(xlabel or r"$\hat w_{i,1} = |q_i| w_{i,1}$")
         a.set_ylabel(ylabel or r"$\hat w_{i,2} = |q_i| w_{i,2}$")
         a.set_title(label, fontsize=9)
