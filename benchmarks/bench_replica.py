@@ -29,7 +29,39 @@ def problem_for(seed: int):
     return cfg, ctx
 
 
+def measure_stage(seed: int, args) -> dict:
+    """What ``slt run`` does at its defaults (num_temperatures auto) with ``args.set`` overrides
+    (e.g. sampler.num_samples=auto): the sample stage's draws, R-hat / ESS of L_n and of the
+    invariants (L_n and the outputs at fixed inputs), the ladder and the round trips."""
+    import jax.numpy as jnp
+
+    from slt.stages import sampling
+
+    cfg = config.load(config.default_config_path(), [f"seed={seed}", "sampler.init=prior", *args.set])
+    ctx = runs.build_context(cfg)
+    t0 = time.perf_counter()
+    res, _, _ = sampling.sample_posterior(ctx)
+    wall = time.perf_counter() - t0
+    p = ctx.problem
+    xf = sampling.fixed_inputs(ctx, cfg.sampler.num_predict_inputs)
+    outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
+    diag = diagnostics.summarize(res.loss, outputs, res.positions, res.diverging)
+    rep = res.replica
+    return {"method": "slt run (stage)", "seed": seed, "set": list(args.set), "wall_s": wall,
+            "rhat_L_n": diag.rhat_loss, "ess_L_n": diag.ess_bulk_loss, "ess_per_s": diag.ess_bulk_loss / wall,
+            "rhat_max_invariant": diag.rhat_max_invariant, "ess_bulk_min_invariant": diag.ess_bulk_min_invariant,
+            "num_temperatures": int(rep.betas.shape[1]), "num_samples": int(res.loss.shape[1]),
+            "num_steps": int(rep.num_steps), "beta_min": float(cfg.sampler.beta_min),
+            "global_barrier": float((1 - rep.swap_accept).sum(1).mean()), "pilot_barrier": rep.pilot_barrier,
+            "round_trips": rep.round_trips.tolist(), "restarts": rep.restarts.tolist(),
+            "swap_accept_mean": rep.swap_accept.mean(0).round(3).tolist(), "converged_auto": rep.converged,
+            "divergences": int(res.diverging.sum()), "warnings": list(ctx.warnings),
+            "ok": bool(diag.rhat_max_invariant <= 1.01 and diag.ess_bulk_min_invariant >= 400)}
+
+
 def measure(method: str, seed: int, args) -> dict:
+    if method == "stage":
+        return measure_stage(seed, args)
     cfg, ctx = problem_for(seed)
     p = ctx.problem
     s = cfg.sampler
@@ -69,12 +101,14 @@ def gradients_per_transition(row: dict) -> float:
     K x num_steps plus K re-evaluations after each swap event (swap_interval 1)."""
     if row["method"] == "nuts":
         return row["mean_num_steps"]
-    return row["num_temperatures"] * (row["num_steps"] + 1)
+    return row["num_temperatures"] * (row["num_steps"] + 1)   # stage rows: K of the sized ladder
 
 
 def label(row: dict) -> str:
     if row["method"] == "nuts":
         return "nuts"
+    if row["method"] == "slt run (stage)":
+        return "slt run defaults " + " ".join(row.get("set", []))
     return f"replica K={row['num_temperatures']}, {row['num_steps']} steps, beta_min {row['beta_min']:g}"
 
 
@@ -85,7 +119,7 @@ def table(path: str) -> str:
            "round trips | min swap rate | load |", "|" + " --- |" * 12]
     for r in rows:
         g = gradients_per_transition(r)
-        total = g * r["chains"] * 2000          # warmup 1000 + draws 1000 per chain
+        total = g * r["chains"] * (1000 + r.get("num_samples", 1000))   # warmup 1000 + the draws
         out.append(f"| {label(r)} | {r['seed']} | {r['rhat_L_n']:.4f} | {r['ess_L_n']:.0f} | "
                    f"{'yes' if r['ok'] else '**no**'} | {r['wall_s']:.1f} | {r['ess_per_s']:.1f} | {g:.0f} | "
                    f"{1e4 * r['ess_L_n'] / total:.1f} | {r.get('round_trips', '')} | "
@@ -107,6 +141,7 @@ def main(argv=None):
     ap.add_argument("--beta-min", type=float, default=1e-3)
     ap.add_argument("--num-steps", type=int, default=16)
     ap.add_argument("--swap-interval", type=int, default=1)
+    ap.add_argument("--set", nargs="*", default=[], help="method stage: config overrides (key=value)")
     ap.add_argument("--warm", action="store_true", help="time a second (compiled) run")
     ap.add_argument("--out", default=None, help="append one JSON line per run here")
     ap.add_argument("--table", default=None, help="print the markdown table of this results file and exit")
@@ -120,6 +155,8 @@ def main(argv=None):
             row.update(load=os.getloadavg()[0], chains=args.chains,
                        **({"num_temperatures": args.num_temperatures, "beta_min": args.beta_min,
                            "num_steps": args.num_steps} if method == "replica" else {}))
+            if method == "stage":
+                row["chains"] = len(row["round_trips"])
             print(json.dumps(row), flush=True)
             if args.out:
                 with open(args.out, "a") as f:
