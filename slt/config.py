@@ -542,15 +542,7 @@ def _check(cfg: Config) -> Config:
         if cfg.sampler.thinning != 1:
             raise ConfigError("sampler.thinning", f"method: replica keeps every draw; must be 1, "
                                                   f"got {cfg.sampler.thinning}")
-        from slt import replica
-
-        if cfg.sampler.num_samples == "auto" and cfg.sampler.max_samples < replica.SAMPLE_CHUNK:
-            raise ConfigError("sampler.max_samples", f"num_samples: auto draws {replica.SAMPLE_CHUNK} per chain "
-                                                     f"in its first round; must be >= {replica.SAMPLE_CHUNK}, "
-                                                     f"got {cfg.sampler.max_samples}")
-    elif cfg.sampler.num_samples == "auto":
-        raise ConfigError("sampler.num_samples", f"auto needs method: replica (got {cfg.sampler.method}); "
-                                                 "give a number of draws")
+    _check_auto_samples(cfg)
     spec = models.make_mlp(m.widths, m.activation, m.bias)
     if cfg.free_energy is not None and cfg.free_energy.init == "truth" and cfg.truth is None:
         raise ConfigError("free_energy.init", "'truth' needs a truth section")
@@ -691,6 +683,20 @@ def _check_restricted(cfg: Config, spec=None) -> None:
                 raise ConfigError("llc.data.file", str(exc)) from None
 
 
+def _check_auto_samples(cfg: Config) -> None:
+    """``sampler.num_samples: auto`` is replica exchange's, and its cap must hold its first round."""
+    if cfg.sampler.num_samples != "auto":
+        return
+    if cfg.sampler.method != "replica":
+        raise ConfigError("sampler.num_samples", f"auto needs method: replica (got {cfg.sampler.method}); "
+                                                 "give a number of draws")
+    from slt.replica import SAMPLE_CHUNK
+
+    if cfg.sampler.max_samples < SAMPLE_CHUNK:
+        raise ConfigError("sampler.max_samples", f"num_samples: auto draws {SAMPLE_CHUNK} per chain in its "
+                                                 f"first round; must be >= {SAMPLE_CHUNK}, got {cfg.sampler.max_samples}")
+
+
 def _check_external(cfg: Config) -> Config:
     """Checks for a config run on a Python model (``slt.run``): the model and the data come
     from the problem, so every key that needs a truth or a network spec is refused."""
@@ -714,6 +720,7 @@ def _check_external(cfg: Config) -> Config:
         raise ConfigError("sampler.beta", f"must be > 0, got {cfg.sampler.beta}")
     if isinstance(cfg.sampler.beta, str) and cfg.sampler.beta != "wbic":
         raise ConfigError("sampler.beta", f"must be a positive number or 'wbic', got {cfg.sampler.beta!r}")
+    _check_auto_samples(cfg)
     if cfg.llc is not None:
         _check_restricted(cfg)
     return cfg
