@@ -246,3 +246,24 @@ def test_barriers_integrate_to_the_global_barrier():
     np.testing.assert_allclose(lam, [0.1 + 0.3 + 0.6, 0.2 + 0.2 + 0.5])
     np.testing.assert_allclose(mid, [0.775, 0.35, 0.075])
     np.testing.assert_allclose(local[0], np.mean([0.1 / 0.5, 0.2 / 0.4]))
+
+
+def test_slt_run_auto_samples_at_the_cap_warns_and_is_not_converged(tiny_config, tmp_path):
+    """num_samples: auto whose round-trip target cannot be met stops at max_samples with
+    converged: false and a warning; the ladder was sized from the warmup (num_temperatures auto)."""
+    import json
+
+    from slt import cli
+
+    path = tiny_config(sampler__method="replica", sampler__init="prior", sampler__num_steps=4,
+                       sampler__num_warmup=60, sampler__num_samples="auto", sampler__max_samples=500,
+                       sampler__min_round_trips=10 ** 6, output__figures=False)
+    out = tmp_path / "runs"
+    assert cli.main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    diag = json.loads((out / "tiny" / "summary.json").read_text())["diagnostics"]
+    rep = diag["replica"]
+    assert rep["converged"] is False and rep["num_samples"] == 500 and diag["num_samples"] == 500
+    assert [r["num_samples"] for r in rep["sampling_rounds"]] == [500]
+    assert rep["warmup_rounds"][0]["num_temperatures"] == replica.PILOT_TEMPERATURES
+    assert rep["num_temperatures"] == replica.temperatures_for_barrier(rep["pilot_global_barrier"])
+    assert any("max_samples" in w and "without mixing" in w for w in diag["warnings"]), diag["warnings"]

@@ -123,7 +123,7 @@ def _sample_replica(ctx: Context, init, beta: float) -> samplers.SampleResult:
         ctx.warn(f"sample: replica reached sampler.max_samples = {cfg.max_samples} draws per chain without "
                  f"mixing (R-hat(L_n) {_fmt(last.get('rhat_loss'), '.3f')}, ESS(L_n) "
                  f"{_fmt(last.get('ess_bulk_loss'), '.0f')}, fewest round trips {last.get('min_round_trips')} "
-                 f"of {cfg.min_round_trips}); raise max_samples or num_temperatures")
+                 f"(target {cfg.min_round_trips})); raise max_samples or num_temperatures")
     lam = float(np.mean(replica.barriers(res.betas, res.swap_accept)[0]))
     if res.betas.shape[1] < replica.temperatures_for_barrier(lam) - 2:
         ctx.warn(f"sample: the replica ladder has {res.betas.shape[1]} temperatures but its global barrier "
