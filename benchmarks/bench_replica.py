@@ -8,6 +8,8 @@ replica the swap rates and round trips. The issue's goal: R-hat <= 1.01 and ESS 
 least 9 of 10 seeds.
 
 Run:  nice -n 10 python benchmarks/bench_replica.py --seeds 0 1 2 --out benchmarks/replica.json
+      nice -n 10 python benchmarks/bench_replica.py --methods stage --set sampler.num_samples=auto \
+          --out benchmarks/replica_auto.jsonl      (what `slt run` does: the sample stage at its defaults)
 """
 import argparse
 import json
