@@ -396,7 +396,7 @@ def preflight(ctx, stages) -> None:
     """Check the ``llc``/``fisher`` point of a run before any directory is made or any chain runs
     (``at: truth | params``; a trained point is checked after training, in its stage)."""
     from slt import health
-    from slt.optimize import resolve_point
+    from slt.stages.point import resolve_point
 
     for name in ("llc", "fisher"):
         sec = getattr(ctx.config, name, None)

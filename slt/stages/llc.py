@@ -122,7 +122,7 @@ def run(ctx: Context) -> StageOutput:
 
         return llc_trajectory.run(ctx)
     from slt import progress
-    from slt.optimize import resolve_point
+    from slt.stages.point import resolve_point
 
     w_star, info = resolve_point(ctx, cfg)
     if wants_refine(cfg):
@@ -295,8 +295,8 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
 
     from slt import config as config_mod
     from slt import runs
-    from slt.optimize import resolve_point
     from slt.plots import llc as plots
+    from slt.stages.point import resolve_point
 
     log = log or (lambda s: None)
     t0 = time.perf_counter()
