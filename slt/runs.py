@@ -380,7 +380,7 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
             atomic_write(run_dir / fname, writer)
         if cfg.output.figures:
             for fname, fig in out.figures.items():
-                _save_figure(run_dir / f"{fname}.png", fig)
+                save_figure(run_dir / f"{fname}.png", fig)
     summary["diagnostics"]["warnings"] = list(dict.fromkeys(ctx.warnings))
     summary["timing"]["total_s"] = time.perf_counter() - t0
     summary["versions"] = versions()
@@ -416,7 +416,8 @@ def _merge(into: dict, new: dict) -> None:
             into[k] = v
 
 
-def _save_figure(path: Path, fig) -> None:
+def save_figure(path: Path, fig) -> None:
+    """Write a matplotlib figure as a PNG atomically (:func:`atomic_write`) and close it."""
     import matplotlib.pyplot as plt
 
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png", bbox_inches="tight"))
