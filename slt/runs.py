@@ -283,9 +283,9 @@ def to_jsonable(obj):
 def versions() -> dict:
     import importlib.metadata as md
 
-    import slt
+    from slt._version import __version__
 
-    out = {"slt": slt.__version__}   # the package's own version (its distribution is named slt-jax)
+    out = {"slt": __version__}   # the package's own version (its distribution is named slt-jax)
     for pkg in ("jax", "jaxlib", "numpyro", "arviz", "optax", "numpy"):
         try:
             out[pkg] = md.version(pkg)
