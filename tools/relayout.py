@@ -45,7 +45,7 @@ import json
 import re
 import subprocess
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 # ----------------------------------------------------------------------------- the table
@@ -151,7 +151,25 @@ def rewrite_dotted(text: str, counts: Counter) -> str:
         counts["path"] += 1
         return PATHS["slt/" + m.group(1)]
 
-    return PATH_RE.sub(sub_path, DOTTED_RE.sub(sub, text))
+    out = []
+    for line in text.split("\n"):
+        new = PATH_RE.sub(sub_path, DOTTED_RE.sub(sub, line))
+        out.append(realign_comment(line, new) if new != line else line)
+    return "\n".join(out)
+
+
+def realign_comment(old: str, new: str) -> str:
+    """Keep a trailing ``  # comment`` in its column where the code before it grew (down to two
+    spaces of separation), so aligned comments stay aligned."""
+    grown = len(new) - len(old)
+    m = re.search(r"(\S)( {3,})#[^\n]*$", new)
+    if grown <= 0 or m is None:
+        return new
+    code = new[:m.start(2)]
+    if code.count('"') % 2 or code.count("'") % 2:   # the '#' is inside a string: leave it
+        return new
+    keep = max(2, len(m.group(2)) - grown)
+    return new[:m.start(2)] + " " * keep + new[m.end(2):]
 
 
 def rewrite_from_slt(text: str, counts: Counter) -> str:
@@ -162,7 +180,7 @@ def rewrite_from_slt(text: str, counts: Counter) -> str:
         if inner.startswith("("):
             inner = inner[1:-1]
         items = [i.strip() for i in inner.replace("\n", " ").split(",") if i.strip()]
-        groups: dict[str, list[str]] = defaultdict(list)
+        groups: dict[str, list[str]] = {"slt": []}   # what stays at the top first, then by package
         changed = False
         for item in items:
             name, _, alias = (p.strip() for p in item.partition(" as "))
@@ -173,11 +191,11 @@ def rewrite_from_slt(text: str, counts: Counter) -> str:
             changed = True
             package, _, base = new.rpartition(".")
             local = alias or name
-            groups[package].append(base if base == local else f"{base} as {local}")
+            groups.setdefault(package, []).append(base if base == local else f"{base} as {local}")
         if not changed:
             return m.group(0)
         counts["from_slt"] += 1
-        lines = [f"{indent}from {package} import {', '.join(names)}" for package, names in groups.items()]
+        lines = [f"{indent}from {package} import {', '.join(names)}" for package, names in groups.items() if names]
         lines[-1] += comment
         return "\n".join(lines)
 
