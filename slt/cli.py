@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = sweep.run_sweep(cfg, out_dir=args.out, backend=args.backend,
                                           address=args.address, num_cpus=args.num_cpus, log=log)
             elif args.command == "calibrate":
-                from slt.stages import llc as llc_stage
+                from slt.calibrate import calibrate
 
-                run_dir = llc_stage.calibrate(cfg, out_dir=args.out, step_sizes=args.step_sizes,
-                                              nbetas=args.nbetas, log=log)
+                run_dir = calibrate(cfg, out_dir=args.out, step_sizes=args.step_sizes,
+                                    nbetas=args.nbetas, log=log)
             else:  # pragma: no cover - argparse guards the choices
                 return _fail(f"unknown command {args.command!r}")
             runs.check_interrupt()

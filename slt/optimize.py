@@ -1,4 +1,7 @@
-"""Finding a point w*: minimise L_n with optax, or resolve ``at: truth | trained | params``."""
+"""Finding a point w*: minimise L_n with optax (Adam, then L-BFGS), and screened chain starts.
+
+Which point a config section names (``at: truth | trained | params``) is stage code:
+:func:`slt.stages.point.resolve_point`."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -7,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from slt import models
 from slt.posterior import Problem
 
 
@@ -85,48 +87,6 @@ def _train_batch(problems: Problem, w0: jax.Array, steps: int, learning_rate, op
     from slt.llc_chains import batch_map   # vmap, or on CPU a sequential lax.map (cheaper to compile)
 
     return batch_map(lambda p, w: _train_one(p, w, steps, learning_rate, optimizer), (0, 0))(problems, w0)
-
-
-def resolve_point(ctx, section) -> tuple[jax.Array, dict]:
-    """The point named by an ``llc``/``fisher`` section: ``at: truth | trained | params``.
-
-    Returns the flat parameters and a dict describing them for summary.json.
-    """
-    p = ctx.problem
-    if section.at == "truth":
-        if ctx.truth_w is None:
-            from slt.config import ConfigError
-
-            raise ConfigError(f"{type(section).__name__.replace('Config', '').lower()}.at",
-                              "the truth does not embed into the model (different depth or wider "
-                              "hidden layers); use at: trained or at: params")
-        w = ctx.truth_w
-        return w, {"w_star": "truth", "L_n_w_star": float(p.loss(w))}
-    if section.at == "params" and ctx.point is not None:     # a Python model's w* (slt.run)
-        w = jnp.asarray(ctx.point, p.x.dtype)
-        return w, {"w_star": "params", "L_n_w_star": float(p.loss(w))}
-    if section.at == "params":
-        if p.spec is None:
-            from slt.config import ConfigError
-
-            raise ConfigError(f"{type(section).__name__.replace('Config', '').lower()}.at",
-                              "at: params with a Python model needs w_star= in slt.run")
-        w = models.flatten(models.params_from_lists(p.spec, section.params)).astype(p.x.dtype)
-        return w, {"w_star": "params", "L_n_w_star": float(p.loss(w))}
-    if section.at == "trained":
-        tc = section.train
-        key = jax.random.key(tc.seed) if tc.seed is not None else ctx.key("train")
-        res = train(key, p, tc.steps, tc.learning_rate, optimizer=tc.optimizer)
-        if not bool(jnp.isfinite(res.loss)):
-            ctx.warn("train: the optimiser diverged (non-finite loss); lower train.learning_rate")
-        elif float(res.grad_norm) > 1e-3:
-            ctx.warn(f"train: gradient norm {float(res.grad_norm):.2e} > 1e-3 at the trained point: "
-                     "it may not be a minimum (increase train.steps)")
-        return res.w, {"w_star": "trained", "L_n_w_star": float(res.loss),
-                       "train": {"final_loss": float(res.loss), "grad_norm": float(res.grad_norm),
-                                 "steps": tc.steps, "learning_rate": tc.learning_rate,
-                                 "optimizer": tc.optimizer}}
-    raise ValueError(f"unknown point {section.at!r}")
 
 
 class ScreenResult(NamedTuple):

@@ -283,9 +283,9 @@ def to_jsonable(obj):
 def versions() -> dict:
     import importlib.metadata as md
 
-    import slt
+    from slt._version import __version__
 
-    out = {"slt": slt.__version__}   # the package's own version (its distribution is named slt-jax)
+    out = {"slt": __version__}   # the package's own version (its distribution is named slt-jax)
     for pkg in ("jax", "jaxlib", "numpyro", "arviz", "optax", "numpy"):
         try:
             out[pkg] = md.version(pkg)
@@ -380,7 +380,7 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
             atomic_write(run_dir / fname, writer)
         if cfg.output.figures:
             for fname, fig in out.figures.items():
-                _save_figure(run_dir / f"{fname}.png", fig)
+                save_figure(run_dir / f"{fname}.png", fig)
     summary["diagnostics"]["warnings"] = list(dict.fromkeys(ctx.warnings))
     summary["timing"]["total_s"] = time.perf_counter() - t0
     summary["versions"] = versions()
@@ -396,7 +396,7 @@ def preflight(ctx, stages) -> None:
     """Check the ``llc``/``fisher`` point of a run before any directory is made or any chain runs
     (``at: truth | params``; a trained point is checked after training, in its stage)."""
     from slt import health
-    from slt.optimize import resolve_point
+    from slt.stages.point import resolve_point
 
     for name in ("llc", "fisher"):
         sec = getattr(ctx.config, name, None)
@@ -416,7 +416,8 @@ def _merge(into: dict, new: dict) -> None:
             into[k] = v
 
 
-def _save_figure(path: Path, fig) -> None:
+def save_figure(path: Path, fig) -> None:
+    """Write a matplotlib figure as a PNG atomically (:func:`atomic_write`) and close it."""
     import matplotlib.pyplot as plt
 
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png", bbox_inches="tight"))

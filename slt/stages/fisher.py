@@ -36,9 +36,8 @@ def run(ctx: Context) -> StageOutput:
     if cfg.at == "posterior":
         summary = _posterior(ctx, figures)
     else:
-        from slt.optimize import resolve_point
-
         from slt import health
+        from slt.stages.point import resolve_point
 
         w, info = resolve_point(ctx, cfg)
         health.check_point("fisher", p.loss, w, model=p.model)
