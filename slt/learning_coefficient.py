@@ -54,6 +54,7 @@ AUTO_DRAWS = {"hmc": (500, 8000), "mala": (2000, 32000), "sgld": (2000, 2000), "
 HMC_TARGET_ACCEPT = 0.8
 HMC_MAX_STEPS = 128  # leapfrog steps per HMC transition at most (caps the trajectory at 128 eps)
 CV_MAX_D = 32       # Stein control variates (HMC default) up to this many parameters: d + d^2 of them
+CV_FLOAT_FLOOR = 8.0   # with control variates the MCSE is at least this x nbeta x eps(dtype) x |L|
 MALA_TARGET_ACCEPT = 0.8   # not the Gaussian-optimal 0.574: quartic directions get sticky tails there (notes/llc.md)
 SGLD_TARGET_ACCEPT = 0.99  # its MH acceptance estimate; rare rejections mean a small step-size bias (measured, notes/llc.md)
 
@@ -365,8 +366,10 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
       control_variates: Stein (zero-variance) control variates, :func:`stein_adjust`: the
         estimate, MCSE, per-chain values and trend test use ``nbeta (L - L(w*)) - Z . b`` (same
         expectation, lower variance), cross-fitted between chains; costs one gradient per draw.
-        Default (None): on for HMC with >= 2 chains and d <= ``CV_MAX_D`` (MALA: off, a
-        gradient per draw would double its cost). ``raw_mean``/``raw_mcse`` keep the plain
+        Default (None): on for HMC with >= 2 chains and d <= ``CV_MAX_D`` and no
+        ``observable_fn`` (MALA: off, a gradient per draw would double its cost; with an
+        observable the caller averages plain draws, e.g. the refined LLC, and the LLC beside it
+        stays the same plain average). ``raw_mean``/``raw_mcse`` keep the plain
         average. Convergence then also needs the plain trace's drift not significantly beyond
         the tolerance (:func:`trend_consistent`).
       trend_atol: a floor on the trend test's absolute tolerance above ``TREND_ATOL``, or a
@@ -407,8 +410,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     keys = jax.random.split(k_run, num_chains)
     eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)
     d = int(w_star.shape[0])
-    use_cv = ((sampler == "hmc") if control_variates is None else bool(control_variates)) and \
-        sampler in RESUMABLE and num_chains >= 2 and d <= CV_MAX_D
+    use_cv = ((sampler == "hmc" and observable_fn is None) if control_variates is None
+              else bool(control_variates)) and sampler in RESUMABLE and num_chains >= 2 and d <= CV_MAX_D
     w_star_np = np.asarray(w_star, np.float64)
 
     def atol_at(mean):
@@ -478,6 +481,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     adj = adjusted(excess_all) if sampler in RESUMABLE and np.isfinite(excess_all).all() else None
     res = summarize(loss, accept, eps, float(loss_star), nbeta=float(nbeta), gamma=float(gamma),
                     adjusted=adj, trend_atol=atol_at(float(np.mean(excess_all))),
+                    float_eps=float(jnp.finfo(dtype).eps),
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
                     draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step,
@@ -541,7 +545,7 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
               batch_size: int | None = None, d: int = 1, sampling_s: float = float("nan"),
               divergence_factor: float = 100.0, draws_cap: int | None = None,
               min_step: float | None = None, nonfinite=None, adjusted: np.ndarray | None = None,
-              trend_atol: float = TREND_ATOL) -> LLCResult:
+              trend_atol: float = TREND_ATOL, float_eps: float | None = None) -> LLCResult:
     """Turn loss traces (C, T) into an :class:`LLCResult` with diagnostics and warnings.
 
     ``draws_cap``: the max_draws an auto run stopped at (named in the not-converged warning).
@@ -555,7 +559,11 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
     ``adjusted``: the control-variate series (C, T) of :func:`stein_adjust`, used for the
     estimate, MCSE, per-chain values, running means and trend test (the health checks and
     R-hat stay on the loss itself); ``raw_mean``/``raw_mcse`` then report the plain average.
-    ``trend_atol``: the trend test's absolute tolerance.
+    ``trend_atol``: the trend test's absolute tolerance. ``float_eps``: the machine epsilon of
+    the dtype L was computed in; with control variates the MCSE is at least ``CV_FLOAT_FLOOR x
+    nbeta x float_eps x max(|L(w*)|, mean |L|)``: on a Gaussian posterior they remove all the
+    Monte Carlo variance, and what is left is the rounding of L itself (a float32 L of ~20 at
+    nbeta = 30 is off by ~1e-4 in LLC units, and that does not average out over draws).
     """
     from slt import diagnostics, health
 
@@ -597,6 +605,10 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
             mcse = float(np.std(est) / math.sqrt(max(ess, 1.0)))
         if adjusted is not None:
             raw_mean = float(excess.mean())
+            eps_l = float_eps if float_eps is not None else float(np.finfo(np.float32).eps)
+            floor = CV_FLOAT_FLOOR * nbeta * eps_l * max(abs(loss_star), float(np.mean(np.abs(loss))))
+            mcse = max(mcse if mcse is not None else 0.0, floor)
+            std = max(std, floor * math.sqrt(num_chains)) if num_chains > 1 else std
         trend = trend_test(est, atol=trend_atol)
         converged = trend.converged
         if adjusted is not None and converged:
