@@ -31,6 +31,8 @@ CASES = {
     # the same at n = 1e4 with a fixed 500 draws per chain (main's time to convergence there is
     # longer than this benchmark's budget: the per-draw cost is what is compared)
     "xw1w2^2 n=1e4 (500 draws)": dict(kind="powers", powers=(1, 2), n=10000, llc={"num_draws": 500}),
+    # the same at n = 1e4 to convergence (num_draws auto), the case
+    "xw1w2^2 n=1e4": dict(kind="powers", powers=(1, 2), n=10000),
     # two-node ReLU network [2, 2, 1] (d = 9) at the minimiser next to a random truth (refine)
     "relu[2,2,1] n=1e3": dict(kind="mlp", widths=(2, 2, 1), activation="relu", n=1000),
     "relu[2,2,1] n=1e4": dict(kind="mlp", widths=(2, 2, 1), activation="relu", n=10000),
@@ -86,7 +88,8 @@ def one(case: str) -> dict:
         s = json.loads((run.path / "summary.json").read_text())
     lc = s["llc"]
     keys = ("mean", "stderr", "converged", "num_draws", "steps_per_draw", "lambda_hat",
-            "lambda_hat_stderr", "lambda_hat_per_subset", "lambda_hat_identifiable")
+            "lambda_hat_stderr", "lambda_hat_per_subset", "lambda_hat_identifiable", "raw_mean",
+            "raw_mcse", "trend_test", "mcse", "std")
     return {"case": case, "wall_s": wall, **{k: lc.get(k) for k in keys},
             "timing": s.get("timing"), "warnings": (s.get("diagnostics") or {}).get("warnings")}
 

@@ -5,7 +5,7 @@ and the finite-n extrapolation, from K disjoint data subsets refined and sampled
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -71,47 +71,104 @@ def refine_points(subsets: list, w, steps: int = 2000, learning_rate: float = 1e
     return res.w, np.asarray(res.loss, np.float64), np.asarray(res.grad_norm, np.float64)
 
 
-def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, num_subsets: int = 4,
-               nbeta_rule: str = "n/log n", refine: bool = True, **llc_kwargs) -> Optional[LambdaHat]:
-    """:class:`LambdaHat` from an LLC ``result`` at the minimiser ``w_hat`` of the full data.
+TREND_FLOOR_SHARE = 0.5   # main run's trend tolerance: at least this share of lambda_hat's non-MC error
 
-    Each of ``num_subsets`` disjoint blocks of rows gets its own minimiser (refined from
-    ``w_hat``) and LLC with the same sampler settings (a fixed first chunk of draws: only their
-    spread is used); ``nbeta`` per subset follows ``nbeta_rule`` ("n/log n") or keeps beta
-    (``"given"``: nbeta n_k / n). None when the estimate was withheld.
+
+class Subsets(NamedTuple):
+    """lambda_hat's subset LLCs (:func:`subset_llcs`), run before or after the full-data LLC."""
+
+    results: tuple        # K LLCResult, one per disjoint block of rows
+    nbeta_k: float
+    size: int             # rows per subset
+
+    @property
+    def values(self) -> Optional[list]:
+        return None if any(r.mean is None for r in self.results) else [float(r.mean) for r in self.results]
+
+
+def subset_llcs(key: jax.Array, problem: Problem, w_hat, *, nbeta: float, num_subsets: int = 4,
+                nbeta_rule: str = "n/log n", refine: bool = True, sampler: str = "hmc",
+                **llc_kwargs) -> Subsets:
+    """The LLCs of ``num_subsets`` disjoint blocks of rows, each at its own minimiser (refined
+    from ``w_hat``) with the full run's sampler settings and a fixed first chunk of draws (only
+    their spread is used); ``nbeta`` per subset follows ``nbeta_rule`` ("n/log n") or keeps
+    beta (``"given"``: ``nbeta n_k / n``, ``nbeta`` the full data's).
 
     Speed: the subsets are arrays of the same shape, so their refinement is one ``vmap``-ed
-    optimiser program (:func:`refine_points`) and their LLCs one ``vmap``-ed sampler program
+    optimiser program (:func:`refine_points`) and their LLCs one batched sampler program
     (:func:`slt.llc_batch.llc_subsets_for_problem`, data, w* and nbeta batched), compiled once
     whatever ``num_subsets``; subset k runs on ``fold_in(key, k)`` as a loop over
     :func:`slt.learning_coefficient.llc_for_problem` would."""
-    if result.mean is None:
-        return None
     from slt.llc_batch import llc_subsets_for_problem
 
     n = problem.n
     size = n // num_subsets
-    kwargs = {**llc_kwargs, "num_draws": llc_kwargs.get("num_draws", "auto")}
+    kwargs = {**llc_kwargs, "sampler": sampler, "num_draws": llc_kwargs.get("num_draws", "auto")}
     if kwargs["num_draws"] == "auto":
-        kwargs["num_draws"] = lc.AUTO_DRAWS[result.sampler][0]
+        kwargs["num_draws"] = lc.AUTO_DRAWS[sampler][0]
         kwargs.pop("max_draws", None)
-    kwargs.pop("batch_size", None)      # full-batch samplers only (the stage never passes one)
-    nbeta_k = lc.default_nbeta(size) if nbeta_rule == "n/log n" else result.nbeta * size / n
+    for k in ("batch_size", "trend_atol"):   # full-batch samplers only; the subsets' draws are fixed
+        kwargs.pop(k, None)
+    nbeta_k = lc.default_nbeta(size) if nbeta_rule == "n/log n" else nbeta * size / n
     subs = [problem.with_data(problem.x[k * size:(k + 1) * size], problem.y[k * size:(k + 1) * size])
             for k in range(num_subsets)]
     w_k = refine_points(subs, w_hat)[0] if refine else jnp.broadcast_to(
         jnp.asarray(w_hat, problem.x.dtype), (num_subsets, problem.d))
     rs = llc_subsets_for_problem(key, subs, w_k, nbeta=np.full(num_subsets, nbeta_k), **kwargs)
-    if any(r.mean is None for r in rs):
+    return Subsets(tuple(rs), float(nbeta_k), int(size))
+
+
+def _lever(nbeta: float, nbeta_k: float) -> float:
+    u_n, u_k = 1.0 / math.log(nbeta), 1.0 / math.log(nbeta_k)
+    return u_n / (u_k - u_n) if u_k > u_n else float("inf")
+
+
+def trend_floor(subsets: Subsets, nbeta: float) -> Callable[[float], float]:
+    """For the full-data LLC run (``estimate_llc(trend_atol=...)``): given its current estimate,
+    ``TREND_FLOOR_SHARE`` x the part of lambda_hat's error bar that no number of draws removes,
+    ``sqrt(data_sd^2 + extrapolation^2)``. The trend test then asks the draws to resolve the LLC
+    to a fraction of the answer's error bar and no finer: it passes when ``|drift| + 2 se`` is
+    below it, i.e. the Monte Carlo error is below ~1/8 of it and adds < 2% to lambda_hat's
+    variance. The LLC's own error bar (MCSE) stays the honest Monte Carlo error of its draws."""
+    values = subsets.values
+    if values is None or len(values) < 2:
+        return lambda mean: 0.0
+    data_sd, mean_k, lever = float(np.std(values, ddof=1)), float(np.mean(values)), _lever(nbeta, subsets.nbeta_k)
+
+    def floor(mean: float) -> float:
+        extrapolation = (mean - mean_k) * lever
+        out = TREND_FLOOR_SHARE * math.hypot(data_sd, extrapolation)
+        return out if math.isfinite(out) else 0.0
+
+    return floor
+
+
+def combine(result: LLCResult, subsets: Subsets) -> Optional[LambdaHat]:
+    """:class:`LambdaHat` from the full-data LLC ``result`` and the subsets' LLCs (None when an
+    estimate was withheld)."""
+    values = subsets.values
+    if result.mean is None or values is None:
         return None
-    values = [r.mean for r in rs]
     data_sd = float(np.std(values, ddof=1))
     mcse = max(result.mcse or 0.0, (result.std or 0.0) / math.sqrt(result.num_chains))
-    u_n, u_k = 1.0 / math.log(result.nbeta), 1.0 / math.log(nbeta_k)
-    lever = u_n / (u_k - u_n) if u_k > u_n else float("inf")
+    lever = _lever(result.nbeta, subsets.nbeta_k)
     extrapolation = (float(result.mean) - float(np.mean(values))) * lever
     extrapolation_se = math.hypot(mcse, data_sd / math.sqrt(len(values))) * lever
     stderr = math.sqrt(mcse ** 2 + data_sd ** 2 + extrapolation ** 2 + extrapolation_se ** 2)
     return LambdaHat(value=float(result.mean), stderr=float(stderr), mcse=float(mcse), data_sd=data_sd,
                      extrapolation=float(extrapolation), extrapolation_se=float(extrapolation_se),
-                     per_subset=tuple(float(v) for v in values), subset_n=int(size))
+                     per_subset=tuple(float(v) for v in values), subset_n=int(subsets.size))
+
+
+def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, num_subsets: int = 4,
+               nbeta_rule: str = "n/log n", refine: bool = True, **llc_kwargs) -> Optional[LambdaHat]:
+    """:class:`LambdaHat` from an LLC ``result`` at the minimiser ``w_hat`` of the full data:
+    :func:`subset_llcs` (with ``result``'s sampler and nbeta) then :func:`combine`. None when
+    the estimate was withheld. The llc stage runs the subsets first instead, so that the full
+    run's draws stop at the precision lambda_hat's error bar needs (:func:`trend_floor`)."""
+    if result.mean is None:
+        return None
+    llc_kwargs = {k: v for k, v in llc_kwargs.items() if k != "sampler"}
+    subsets = subset_llcs(key, problem, w_hat, nbeta=result.nbeta, num_subsets=num_subsets,
+                          nbeta_rule=nbeta_rule, refine=refine, sampler=result.sampler, **llc_kwargs)
+    return combine(result, subsets)

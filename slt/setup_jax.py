@@ -12,11 +12,15 @@ def configure_jax(cache: bool = True) -> None:
     same config does not recompile). ``SLT_NO_COMPILATION_CACHE=1`` or ``--no-cache``
     switches the cache off; ``SLT_CPU_DEVICES`` overrides the device count.
 
-    Not set here: ``--xla_cpu_experimental_ynn_fusion_type=`` (XLA's YNNPACK CPU fusions off)
-    made a 2-parameter model's gradient at n = 1e4 20x faster (benchmarks/llc_small.md), but with
-    it the test suite's process segfaulted twice inside XLA's compiler (replica programs); set it
-    in XLA_FLAGS yourself to try it."""
+    Also ``--xla_cpu_experimental_ynn_fusion_type=`` (XLA's YNNPACK CPU fusions off, unless
+    XLA_FLAGS already names the option or ``SLT_XLA_YNN=1``): a 2-parameter model's gradient of 8
+    chains at n = 1e4 takes 104 us instead of 772 us, a [2, 2, 1] ReLU net's 457-552 us instead
+    of 729-739 us (benchmarks/llc_small.md). It was off by default for a while because the
+    test suite's process segfaulted inside XLA's compiler with it; the cause was memory-map
+    exhaustion from compiled programs never freed (fixed in tests/conftest.py), not the flag."""
     flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_experimental_ynn_fusion_type" not in flags and os.environ.get("SLT_XLA_YNN") != "1":
+        flags = f"{flags} --xla_cpu_experimental_ynn_fusion_type=".strip()
     if "xla_force_host_platform_device_count" not in flags:
         count = os.environ.get("SLT_CPU_DEVICES") or str(os.cpu_count() or 1)
         flags = f"{flags} --xla_force_host_platform_device_count={count}".strip()

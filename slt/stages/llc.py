@@ -125,6 +125,18 @@ def run(ctx: Context) -> StageOutput:
     nbeta = cfg.nbeta if cfg.nbeta is not None else lc.default_nbeta(p.n)
     settings = _settings(cfg, p.n)
     other = _refined_problem(ctx, cfg)            # bad llc.weights / llc.data: exit 2 before sampling
+    keep = cfg.influence_thin if cfg.influence or cfg.susceptibility is not None else False
+    # lambda_hat's subsets first (plain LLC): the full run's trend test then needs no more precision
+    # than lambda_hat's error bar can use (slt.lambda_hat.trend_floor)
+    subsets = trend_atol = None
+    if cfg.lambda_hat and settings["batch_size"] is None and cfg.weights is None and other is None:
+        with progress.stage(f"llc: lambda_hat ({cfg.num_subsets} data subsets)"):
+            subsets = lambda_hat_mod.subset_llcs(
+                ctx.key("llc-lambda-hat"), p, w_star, nbeta=nbeta, num_subsets=cfg.num_subsets,
+                nbeta_rule="n/log n" if cfg.nbeta is None else "given",
+                **{k: v for k, v in settings.items() if k != "batch_size"})
+        if not keep:
+            trend_atol = lambda_hat_mod.trend_floor(subsets, nbeta)
     with progress.bar(total=None, desc="llc draws per chain") as bar:
         def tick(done, cap):
             bar.total = cap
@@ -132,7 +144,6 @@ def run(ctx: Context) -> StageOutput:
             bar.refresh()
 
         refined = None
-        keep = cfg.influence_thin if cfg.influence or cfg.susceptibility is not None else False
         if other is not None:        # the same draws give the LLC and the refined LLC
             out = restricted.refined_llc(ctx.key("llc"), p, w_star, other, weights=cfg.weights, nbeta=nbeta,
                                          progress=tick, **{k: v for k, v in settings.items() if k != "batch_size"})
@@ -141,7 +152,7 @@ def run(ctx: Context) -> StageOutput:
             res = restricted.restricted_llc(ctx.key("llc"), p, w_star, cfg.weights, nbeta=nbeta, progress=tick,
                                             **settings)
         else:   # influence / susceptibility keep the draws (config: not with llc.weights or llc.data)
-            res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick,
+            res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick, trend_atol=trend_atol,
                                      **settings, **({"keep_positions": keep} if keep else {}))
     for w in res.warnings:
         ctx.warn(w)
@@ -151,16 +162,19 @@ def run(ctx: Context) -> StageOutput:
         with progress.stage("llc: per-layer restricted LLCs (one program)"):
             per_layer = restricted.per_layer_llc(ctx.key("llc-per-layer"), p, w_star, nbeta=nbeta, **settings)
     lam = None
-    if cfg.lambda_hat and res.mean is not None and settings["batch_size"] is None and cfg.weights is None:
+    if subsets is not None:
+        lam = lambda_hat_mod.combine(res, subsets)
+    elif cfg.lambda_hat and res.mean is not None and settings["batch_size"] is None and cfg.weights is None:
         with progress.stage(f"llc: lambda_hat ({cfg.num_subsets} data subsets)"):
             lam = lambda_hat_mod.lambda_hat(ctx.key("llc-lambda-hat"), p, w_star, res, num_subsets=cfg.num_subsets,
                                 nbeta_rule="n/log n" if cfg.nbeta is None else "given",
                                 **{k: v for k, v in settings.items() if k != "batch_size"})
-        if lam is not None and not lam.identifiable:
-            ctx.warn(not_identifiable_message(lam, p.n))
+    if lam is not None and not lam.identifiable:
+        ctx.warn(not_identifiable_message(lam, p.n))
     trend = res.trend._asdict() if res.trend is not None else None
     summary = {"llc": {
         "mean": res.mean, "stderr": stderr, "std": res.std, "mcse": res.mcse,
+        "control_variates": res.raw_mean is not None, "raw_mean": res.raw_mean, "raw_mcse": res.raw_mcse,
         "converged": res.converged, "trend_test": trend,
         "per_chain": [float(v) for v in res.per_chain] if not res.diverged else None,
         **info,
