@@ -129,7 +129,8 @@ def trend_floor(subsets: Subsets, nbeta: float) -> Callable[[float], float]:
     ``sqrt(data_sd^2 + extrapolation^2)``. The trend test then asks the draws to resolve the LLC
     to a fraction of the answer's error bar and no finer: it passes when ``|drift| + 2 se`` is
     below it, i.e. the Monte Carlo error is below ~1/8 of it and adds < 2% to lambda_hat's
-    variance. The LLC's own error bar (MCSE) stays the honest Monte Carlo error of its draws."""
+    variance. Opt-in (Python only): a drift below this floor passes the trend test, so the LLC's
+    MCSE need not cover the full run's non-stationarity; the llc stage does not use it."""
     values = subsets.values
     if values is None or len(values) < 2:
         return lambda mean: 0.0
@@ -164,8 +165,8 @@ def lambda_hat(key: jax.Array, problem: Problem, w_hat, result: LLCResult, *, nu
                nbeta_rule: str = "n/log n", refine: bool = True, **llc_kwargs) -> Optional[LambdaHat]:
     """:class:`LambdaHat` from an LLC ``result`` at the minimiser ``w_hat`` of the full data:
     :func:`subset_llcs` (with ``result``'s sampler and nbeta) then :func:`combine`. None when
-    the estimate was withheld. The llc stage runs the subsets first instead, so that the full
-    run's draws stop at the precision lambda_hat's error bar needs (:func:`trend_floor`)."""
+    the estimate was withheld. The llc stage runs :func:`subset_llcs` first and combines after
+    the full run (the same numbers)."""
     if result.mean is None:
         return None
     llc_kwargs = {k: v for k, v in llc_kwargs.items() if k != "sampler"}

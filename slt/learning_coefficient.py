@@ -22,8 +22,7 @@ reached; a failed test sets ``converged = False`` and a warning.
 Control variates (HMC default, d <= ``CV_MAX_D``): the estimate averages ``nbeta (L - L(w*))
 - Z . b`` with Stein functions Z of mean exactly 0 under the localised posterior (built from the
 draw and its gradient) and b fitted on the other chains (:func:`stein_adjust`): the same
-expectation, a fraction of the variance on near-regular directions. The llc stage also lets
-lambda_hat's error bar set the trend test's tolerance (:func:`slt.lambda_hat.trend_floor`).
+expectation, a fraction of the variance on near-regular directions.
 
 Linear networks (identity activations) with the Gaussian likelihood are evaluated through
 their sufficient statistics (:class:`slt.posterior.LinearStats`): exactly the same ``L_n``,

@@ -126,17 +126,16 @@ def run(ctx: Context) -> StageOutput:
     settings = _settings(cfg, p.n)
     other = _refined_problem(ctx, cfg)            # bad llc.weights / llc.data: exit 2 before sampling
     keep = cfg.influence_thin if cfg.influence or cfg.susceptibility is not None else False
-    # lambda_hat's subsets first (plain LLC): the full run's trend test then needs no more precision
-    # than lambda_hat's error bar can use (slt.lambda_hat.trend_floor)
-    subsets = trend_atol = None
+    # lambda_hat's subsets first (plain LLC). Their error bar does NOT loosen the full run's trend
+    # test (slt.lambda_hat.trend_floor is opt-in in Python): a drift below a loosened tolerance
+    # would be a converged LLC whose MCSE does not cover it
+    subsets = None
     if cfg.lambda_hat and settings["batch_size"] is None and cfg.weights is None and other is None:
         with progress.stage(f"llc: lambda_hat ({cfg.num_subsets} data subsets)"):
             subsets = lambda_hat_mod.subset_llcs(
                 ctx.key("llc-lambda-hat"), p, w_star, nbeta=nbeta, num_subsets=cfg.num_subsets,
                 nbeta_rule="n/log n" if cfg.nbeta is None else "given",
                 **{k: v for k, v in settings.items() if k != "batch_size"})
-        if not keep:
-            trend_atol = lambda_hat_mod.trend_floor(subsets, nbeta)
     with progress.bar(total=None, desc="llc draws per chain") as bar:
         def tick(done, cap):
             bar.total = cap
@@ -152,7 +151,7 @@ def run(ctx: Context) -> StageOutput:
             res = restricted.restricted_llc(ctx.key("llc"), p, w_star, cfg.weights, nbeta=nbeta, progress=tick,
                                             **settings)
         else:   # influence / susceptibility keep the draws (config: not with llc.weights or llc.data)
-            res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick, trend_atol=trend_atol,
+            res = lc.llc_for_problem(ctx.key("llc"), p, w_star, nbeta=nbeta, progress=tick,
                                      **settings, **({"keep_positions": keep} if keep else {}))
     for w in res.warnings:
         ctx.warn(w)
