@@ -5,9 +5,10 @@ output array, compare two saved files with ``np.array_equal``.
     PYTHONPATH=<after checkout>  python benchmarks/check_identical.py run after.npz
     python benchmarks/check_identical.py compare before.npz after.npz
 
-``--patch`` applies, to the BEFORE code, the deliberate algorithm changes of issue 19 (the one
-jitter constant 0.2 and the one dual averaging's ``w (target - accept)`` rounding in the tempered
-family), so that what remains is the refactor alone, which must be bit-identical.
+``--patch`` applies, to the BEFORE code, the deliberate changes of issue 19 in the tempered
+family (tempered grid, replica exchange, SMC): the one jitter constant 0.2, the one dual
+averaging's ``w (target - accept)`` rounding, and the one kernel's ``exp(min(delta, 0))`` and
+energy association, so that what remains is the refactor alone, which must be bit-identical.
 Sizes are small (a few minutes on 2 cores); two CPU devices exercise the shard_map path.
 """
 import os
@@ -64,6 +65,35 @@ def patch_before():
         return pick(w, position), pick(u, potential), pick(g, grad), pick(l, loss), accept_prob
 
     smc.hmc_step = smc_hmc_step
+
+    def tempered_hmc_step(key, state, potential_and_grad, step_size, inv_mass, num_steps):
+        # tempered's transition with the one kernel's acceptance exp(min(delta, 0)) (the same
+        # number as min(1, exp(delta)), but XLA's CPU exp can round differently in another fusion)
+        d = state.position.shape[0]
+        z = jax.random.normal(key, (d + 2,), state.position.dtype)
+        u_jitter, u_accept = jax.scipy.special.ndtr(z[d]), jax.scipy.special.ndtr(z[d + 1])
+        eps = step_size * (1.0 - 0.2 + 2 * 0.2 * u_jitter)
+        p0 = z[:d] / jnp.sqrt(inv_mass)
+
+        def leapfrog(_, carry):
+            w, p, g, u, loss = carry
+            p = p - 0.5 * eps * g
+            w = w + eps * inv_mass * p
+            u, g, loss = potential_and_grad(w)
+            p = p - 0.5 * eps * g
+            return w, p, g, u, loss
+
+        w, p, g, u, loss = jax.lax.fori_loop(0, num_steps, leapfrog,
+                                             (state.position, p0, state.grad, state.potential, state.loss))
+        delta = (state.potential + 0.5 * jnp.sum(inv_mass * p0 ** 2)) - (u + 0.5 * jnp.sum(inv_mass * p ** 2))
+        delta = jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
+        accept_prob = jnp.exp(jnp.minimum(delta, 0.0))
+        accept = u_accept < accept_prob
+        new = tempered.HMCState(jnp.where(accept, w, state.position), jnp.where(accept, u, state.potential),
+                                jnp.where(accept, g, state.grad), jnp.where(accept, loss, state.loss))
+        return new, tempered.HMCInfo(accept_prob, delta < -1000.0, new.loss)
+
+    tempered.hmc_step = tempered_hmc_step
 
 
 def run(out):

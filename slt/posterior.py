@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from slt import likelihoods, models
 from slt.data import Dataset
-from slt.kernels.integrators import State, from_logdensity
+from slt.kernels.integrators import State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,9 +134,7 @@ jax.tree_util.register_dataclass(Problem, data_fields=["x", "y", "noise_std", "p
                                  meta_fields=["model", "likelihood"])
 
 
-# ----------------------------------------------------------------------------- the two targets
-# Every sampler's target is one of these two, on generic ``loss_fn(w, data)`` and
-# ``log_prior_fn(w, data)`` (data a pytree, traced); the kernels take them as ``position -> State``.
+# ----------------------------------------------------------------------------- the two targets (every sampler's)
 def problem_loss(w: jax.Array, problem: Problem) -> jax.Array:
     """``L_n`` of a :class:`Problem` as a generic ``loss_fn(w, data)`` (module-level: a cache key)."""
     return problem.loss(w)
@@ -154,7 +152,12 @@ def tempered_logdensity(log_prior_fn, loss_fn, w, data, n, beta):
 
 def tempered_target(log_prior_fn, loss_fn, data, n, beta):
     """The tempered posterior as a kernel target ``position -> State`` (one value-and-grad pass)."""
-    return from_logdensity(lambda w: tempered_logdensity(log_prior_fn, loss_fn, w, data, n, beta))
+    def target(w):
+        (logdensity, loss), grad = jax.value_and_grad(
+            lambda v: tempered_logdensity(log_prior_fn, loss_fn, v, data, n, beta), has_aux=True)(w)
+        return State(w, logdensity, grad, loss)
+
+    return target
 
 
 def localized_target(loss_fn, data, w_star, nbeta, gamma):

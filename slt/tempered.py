@@ -69,23 +69,19 @@ def _warmup_one(key, position, problem, beta, step_size, num_warmup: int, num_st
     return state, jnp.exp(adapt.log_step_avg) if num_warmup else jnp.asarray(step_size, dtype), adapt.inv_mass, warm_loss
 
 
-def _sample_one(key, state, problem, beta, step_size, inv_mass, num_samples: int, num_steps: int):
-    def body(state, i):
-        state, info = hmc.step(jax.random.fold_in(key, i), state, _target(problem, beta), step_size,
-                               num_steps, inv_mass)
-        return state, (state.loss, info.accept_prob, info.diverging)
-
-    return jax.lax.scan(body, state, jnp.arange(num_samples))
-
-
 @functools.lru_cache(maxsize=None)
 def _compiled(num_warmup: int, num_samples: int, num_steps: int, target: float, num_devices: int):
     def run_one(key, position, problem, beta, step_size):
         key_w, key_s = jax.random.split(key)
         state, eps, inv_mass, _ = _warmup_one(key_w, position, problem, beta, step_size,
                                                num_warmup, num_steps, target)
-        state, (loss, accept_prob, diverging) = _sample_one(key_s, state, problem, beta, eps, inv_mass,
-                                                            num_samples, num_steps)
+
+        def draw(state, i):
+            state, info = hmc.step(jax.random.fold_in(key_s, i), state, _target(problem, beta), eps,
+                                   num_steps, inv_mass)
+            return state, (state.loss, info.accept_prob, info.diverging)
+
+        state, (loss, accept_prob, diverging) = jax.lax.scan(draw, state, jnp.arange(num_samples))
         return loss, accept_prob, diverging, eps, state.position
 
     return jax.jit(devices.shard_chains(run_one, num_devices, (0, 0, None, 0, 0)))

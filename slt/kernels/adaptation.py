@@ -1,18 +1,14 @@
-"""Step-size and metric adaptation, each written once: dual averaging, Welford's variance,
-Stan's regularised metric, and the windowed schedule that combines them.
+"""Adaptation, each written once: dual averaging, Welford's variance, Stan's regularised metric.
 
-Dual averaging (Nesterov 2009; Hoffman & Gelman 2014, "The No-U-Turn sampler", Algorithm 5) on
-``log eps`` towards a target acceptance ``delta``, with ``mu = log(10 eps0)``::
+Dual averaging (Nesterov 2009; Hoffman & Gelman 2014, Algorithm 5) on ``log eps`` towards a
+target acceptance ``delta``, ``mu = log(10 eps0)``, ``gamma = 0.05, t0 = 10, kappa = 0.75``::
 
-    H_t = (1 - 1/(t + t0)) H_{t-1} + (delta - a_t) / (t + t0)
-    log eps_t = mu - sqrt(t) H_t / gamma;   log eps_bar_t = t^-kappa log eps_t + (1 - t^-kappa) log eps_bar_{t-1}
+    H_t = (1 - w) H_{t-1} + w (delta - a_t),  w = 1/(t + t0);   log eps_t = mu - sqrt(t) H_t / gamma
+    log eps_bar_t = t^-kappa log eps_t + (1 - t^-kappa) log eps_bar_{t-1}     (the final step)
 
-(``gamma = 0.05, t0 = 10, kappa = 0.75``; a NaN acceptance counts as 0). The final step is
-``eps_bar``. Welford's algorithm (Welford 1962) accumulates a running mean and ``M2``; Stan's
-regularised diagonal metric is ``M^-1 = (m/(m+5)) var + 1e-3 (5/(m+5))`` after ``m`` draws.
-
-The functions update any NamedTuple with the fields they name (``_replace``), so a sampler's
-adaptation state can carry both (:class:`WindowAdaptState`) without nesting.
+Welford (1962) keeps a running mean and ``M2``; Stan's regularised diagonal metric after ``m``
+draws is ``M^-1 = (m/(m+5)) var + 1e-3 (5/(m+5))``. The updates take any NamedTuple with the
+fields they name (``_replace``), so :class:`WindowAdaptState` carries both, flat.
 """
 from __future__ import annotations
 
@@ -23,11 +19,11 @@ import jax.numpy as jnp
 
 
 class DualAveragingState(NamedTuple):
-    log_step: jax.Array       # log eps_t (the step to use while adapting)
-    log_step_avg: jax.Array   # log eps_bar_t (the step to use after)
+    log_step: jax.Array       # log eps_t (the step while adapting)
+    log_step_avg: jax.Array   # log eps_bar_t (the step after)
     h_bar: jax.Array
     mu: jax.Array
-    t: jax.Array              # iteration count
+    t: jax.Array
 
 
 class WelfordState(NamedTuple):
@@ -37,14 +33,14 @@ class WelfordState(NamedTuple):
 
 
 class WindowAdaptState(NamedTuple):
-    """Dual averaging + diagonal metric + Welford in one flat state (Stan-like windows)."""
+    """Dual averaging, the diagonal inverse mass (d,) and Welford in one flat state."""
 
     log_step: jax.Array
     log_step_avg: jax.Array
     h_bar: jax.Array
     mu: jax.Array
     t: jax.Array
-    inv_mass: jax.Array       # (d,) diagonal inverse mass
+    inv_mass: jax.Array
     count: jax.Array
     mean: jax.Array
     m2: jax.Array
@@ -90,9 +86,8 @@ def regularized_inv_mass(state):
 
 
 def window_init(step_size, d: int, dtype) -> WindowAdaptState:
-    da = dual_averaging_init(jnp.asarray(step_size, dtype))
-    zeros = jnp.zeros((d,), dtype)
-    return WindowAdaptState(*da, jnp.ones((d,), dtype), jnp.zeros((), dtype), zeros, zeros)
+    ones = jnp.ones((d,), dtype)
+    return WindowAdaptState(*dual_averaging_init(jnp.asarray(step_size, dtype)), ones, *welford_init(jnp.zeros((d,), dtype)))
 
 
 def mass_switch(state: WindowAdaptState) -> WindowAdaptState:

@@ -7,21 +7,18 @@ dynamics", 5.4.2.2), then Metropolis on the total energy; a step and a length dr
 independently of the state keep the chain exact (Bou-Rabee & Sanz-Serna 2017). Energy errors
 above ``DIVERGENCE`` count as divergent.
 
-``JITTER = 0.2`` for every sampler (issue 19; the tempered grid, replica exchange and SMC had
-0.5, the LLC 0.2). The LLC's value was kept: its step count follows the adapted step
-(``ceil(T / eps)``), so a wider jitter, which pushes dual averaging to a smaller ``eps``, costs
-gradients; with a fixed ``num_steps`` the jitter costs nothing, and the exact free energies are
-still met (tests/test_free_energy.py, test_replica_free_energy.py, test_smc.py).
+``JITTER = 0.2`` for every sampler (the tempered grid, replica exchange and SMC had 0.5): the
+LLC's step count follows the adapted step (``ceil(T / eps)``), so a wider jitter, pushing dual
+averaging to a smaller ``eps``, costs gradients there; with a fixed ``num_steps`` it costs nothing.
 
 Multi-scale steps (``max_steps``, the LLC's kernel, :mod:`slt.localized_hmc`): with probability
 ``SMALL_STEP_PROB`` a transition takes ``h = eps / max_steps^u`` (u the jitter's uniform) and
 ``ceil(num_steps eps / h)`` steps, at most ``max_steps``. ``watch_nonfinite`` reports whether
 ``L_n`` or its gradient was NaN at a finite point of a calm trajectory (:mod:`slt.health`).
 
-Why hand-written and not blackjax 1.7.1's ``hmc``: blackjax has no per-transition jitter, no
-multi-scale step, no NaN-of-the-model flag, and no slot for ``L_n`` in its state (a second
-forward pass per draw). One normal draw of ``d + 2`` (``d + 3`` with multi-scale steps) numbers
-per transition: threefry calls dominate these programs' compile time.
+Not blackjax 1.7.1's ``hmc``: it has no per-transition jitter, multi-scale step, NaN flag or
+``L_n`` slot (a second forward pass per draw). One normal draw of ``d + 2`` (``d + 3``
+multi-scale) numbers per transition: threefry calls dominate these programs' compile time.
 """
 from __future__ import annotations
 

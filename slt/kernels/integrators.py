@@ -5,10 +5,9 @@ Velocity Verlet for ``H(w, p) = -log pi(w) + p^T M^-1 p / 2`` (Leimkuhler & Reic
 
     p <- p + (h/2) grad log pi(w);   w <- w + h M^-1 p;   p <- p + (h/2) grad log pi(w)
 
-with one gradient per step (the end-point gradient is carried in :class:`State`). Why not
-blackjax 1.7.1's ``velocity_verlet``: its state has no slot for the loss ``L_n`` that every
-estimator records at each draw (a second forward pass per transition otherwise), and the LLC's
-kernel needs a per-step look at the state (:func:`leapfrog`'s ``flag_fn``).
+one gradient per step (carried in :class:`State`). Not blackjax 1.7.1's ``velocity_verlet``: its
+state has no slot for ``L_n``, recorded at every draw (a second forward pass otherwise), and the
+LLC's kernel looks at every step (``flag_fn``).
 """
 from __future__ import annotations
 
@@ -25,16 +24,6 @@ class State(NamedTuple):
     logdensity: jax.Array   # log pi(position), unnormalised
     grad: jax.Array         # (d,) grad log pi(position)
     loss: jax.Array         # L_n(position) (the minibatch loss for minibatch SGLD)
-
-
-def from_logdensity(logdensity_fn: Callable) -> Callable:
-    """A target ``position -> State`` from ``logdensity_fn(position) -> (log pi, L_n)``
-    (one value-and-grad pass)."""
-    def target(position):
-        (logdensity, loss), grad = jax.value_and_grad(logdensity_fn, has_aux=True)(position)
-        return State(position, logdensity, grad, loss)
-
-    return target
 
 
 def model_nan(state: State) -> jax.Array:
