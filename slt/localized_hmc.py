@@ -51,11 +51,8 @@ leaves pi invariant for any step size. Chains are vmapped: a chain with fewer st
 all chains share the same curvature scale, so their step counts are close (unlike NUTS, whose
 tree depths differ from transition to transition).
 
-The transition itself is :func:`slt.kernels.hmc.step` (unit metric, ``max_steps`` for the
-multi-scale steps, the NaN-of-the-model flag on); this module is the LLC's policy around it:
-``init(loss_fn, w, data, w_star, nbeta, gamma) -> state``,
-``step(key, state, eps, num_steps, loss_fn, data, w_star, nbeta, gamma, max_steps=None) -> (state, info)``
-(``max_steps`` None: the single-scale kernel, no small steps) and the step count rule.
+The transition is :func:`slt.kernels.hmc.step` (unit metric, NaN flag on); here the LLC's policy:
+``step(key, state, eps, num_steps, loss_fn, data, w_star, nbeta, gamma, max_steps=None)``.
 """
 from __future__ import annotations
 
@@ -69,6 +66,7 @@ from slt.kernels.integrators import State
 from slt.posterior import localized_target
 
 HALF_PI = 0.5 * math.pi
+JITTER = 0.2   # +-20% (the tempered samplers' +-50% would push dual averaging to smaller, costlier steps)
 
 
 def init(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> State:
@@ -88,4 +86,4 @@ def step(key, state: State, eps, num_steps, loss_fn: Callable, data, w_star, nbe
     (with ``max_steps``: half the time a log-uniform small step and up to ``max_steps`` steps),
     Metropolis accept/reject on the total energy."""
     return hmc.step(key, state, localized_target(loss_fn, data, w_star, nbeta, gamma), eps, num_steps,
-                    max_steps=max_steps, watch_nonfinite=True)
+                    jitter=JITTER, max_steps=max_steps, watch_nonfinite=True)

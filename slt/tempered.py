@@ -6,7 +6,7 @@ differ a lot, so most of the batch idles (measured: see notes/free_energy.md). F
 HMC with a *per-chain* adapted step size and diagonal mass matrix does the same work in every
 lane; because the step size adapts to each tempered posterior's scale, ``num_steps`` leapfrog
 steps cover a comparable fraction of every posterior. The transition is
-:func:`slt.kernels.hmc.step` (step jittered in ``[0.8, 1.2] x eps``, Neal 2011, 5.4.2.2).
+:func:`slt.kernels.hmc.step` (step jittered in ``[0.5, 1.5] x eps``, Neal 2011, 5.4.2.2).
 
 Warmup (per chain, Stan-like windows): steps ``[0, 15%)`` adapt the step size only (dual
 averaging, Hoffman & Gelman 2014, target acceptance ``target_accept``); ``[15%, 75%)`` also
