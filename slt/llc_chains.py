@@ -1,7 +1,7 @@
 """Compiled many-chain programs for the localised posterior (used by
 :mod:`slt.learning_coefficient`): all chains ``vmap``-ed, one ``lax.scan`` over adaptation +
 burn-in + draws, the chain axis ``shard_map``-ed over local devices; Langevin (MALA/SGLD,
-:mod:`slt.langevin`) or NUTS (numpyro's functional ``hmc``). Also the curvature-based initial
+:mod:`slt.kernels.langevin`) or NUTS (numpyro's functional ``hmc``). Also the curvature-based initial
 step size ``0.5 / (nbeta lambda_max(Hess L(w*)) + gamma)``.
 
 Static (compile-time): sampler, loss functions, step counts, batch size, device count.
@@ -16,10 +16,10 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
 
-from slt import langevin
+from slt.kernels import adaptation, devices, langevin
+from slt.kernels.devices import num_devices_for as _num_devices_for  # noqa: F401 (re-exported)
+from slt.posterior import localized_target
 
 
 # ----------------------------------------------------------------------------- curvature
@@ -52,13 +52,6 @@ def initial_step_size(loss_fn, w_star, data, nbeta, gamma, key) -> float:
 
 
 # ----------------------------------------------------------------------------- programs
-def _num_devices_for(num_chains: int) -> int:
-    ndev = jax.local_device_count()
-    while ndev > 1 and num_chains % ndev:
-        ndev -= 1
-    return ndev
-
-
 @functools.lru_cache(maxsize=None)
 def _program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,
              target_accept, max_tree_depth, ndev):
@@ -73,12 +66,7 @@ def _program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, 
     else:
         one_chain = _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin,
                                     num_draws, batch_size, target_accept)
-    chains = jax.vmap(one_chain, in_axes=(0, 0, None, None, None, None, None))
-    if ndev > 1:
-        mesh = Mesh(np.array(jax.devices()[:ndev]), ("chains",))
-        chains = jax.shard_map(chains, mesh=mesh,
-                               in_specs=(P("chains"), P("chains"), P(), P(), P(), P(), P()),
-                               out_specs=P("chains"), check_vma=False)
+    chains = devices.shard_chains(one_chain, ndev, (0, 0, None, None, None, None, None))
 
     def run(keys, eps0, w_star, data, nbeta, gamma, n, curv_key):
         lam = _top_hessian_eigenvalue(loss_fn, w_star, data, curv_key)
@@ -105,52 +93,48 @@ def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_
     half, quarter = num_adapt // 2, num_adapt // 4
 
     def step(key, state, eps, inv_mass, w_star, data, nbeta, gamma, n):
+        target = localized_target(loss_fn, data, w_star, nbeta, gamma)
         if sampler == "mala":
-            return langevin.mala_step(key, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
-        return langevin.sgld_step(key, state, eps, loss_fn, data, w_star, nbeta, gamma,
-                                  batch_loss_fn, n, batch_size)
+            return langevin.mala_step(key, state, target, eps, inv_mass)
+        return langevin.sgld_step(
+            key, state, target, eps, lambda idx: localized_target(lambda w, d: batch_loss_fn(w, d, idx), data,
+                                                                  w_star, nbeta, gamma), n, batch_size)
 
     def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
-        state = (langevin.mala_init(loss_fn, w_star, data, w_star, nbeta, gamma)
+        state = (langevin.mala_init(w_star, localized_target(loss_fn, data, w_star, nbeta, gamma))
                  if sampler == "mala" else langevin.sgld_init(w_star))
         d = w_star.shape[0]
         ones = jnp.ones((d,), w_star.dtype)
 
         def body(carry, xs):
-            state, da, inv_mass, (cnt, mean, m2) = carry
+            state, da, inv_mass, welford = carry
             k, t = xs
             adapting = t < num_adapt
-            eps = jnp.where(adapting, jnp.exp(da.log_eps),
-                            jnp.exp(da.log_eps_bar) if num_adapt else eps0)
+            eps = jnp.where(adapting, jnp.exp(da.log_step),
+                            jnp.exp(da.log_step_avg) if num_adapt else eps0)
             state, info = step(k, state, eps, inv_mass, w_star, data, nbeta, gamma, n)
             if num_adapt:
-                new_da = langevin.da_update(da, info.accept_prob, target_accept)
+                new_da = adaptation.dual_averaging_update(da, info.accept_prob, target_accept)
                 da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
             if precondition:
-                w = state.w
                 collect = (t >= quarter) & (t < half)
-                cnt_new = cnt + 1
-                delta = w - mean
-                mean_new = mean + delta / cnt_new
-                m2_new = m2 + delta * (w - mean_new)
-                cnt, mean, m2 = (jnp.where(collect, cnt_new, cnt), jnp.where(collect, mean_new, mean),
-                                 jnp.where(collect, m2_new, m2))
+                welford = jax.tree.map(lambda a, b: jnp.where(collect, a, b),
+                                       adaptation.welford_update(welford, state.position), welford)
                 switch = t == half - 1
-                var = m2 / jnp.maximum(cnt - 1, 1)
-                reg = (cnt / (cnt + 5)) * var + 1e-3 * (5 / (cnt + 5))
+                reg = adaptation.regularized_inv_mass(welford)
                 reg = jnp.where(jnp.isfinite(reg) & (reg > 0), reg, 1.0)
-                restart = langevin.da_init(jnp.exp(da.log_eps) / jnp.min(reg))
+                # Langevin's eps is a variance: it rescales by the metric's smallest entry
+                restart = adaptation.dual_averaging_init(jnp.exp(da.log_step) / jnp.min(reg))
                 da = jax.tree.map(lambda a, b: jnp.where(switch, a, b), restart, da)
                 inv_mass = jnp.where(switch, reg, inv_mass)
-            return (state, da, inv_mass, (cnt, mean, m2)), (info.loss, info.accept_prob, eps)
+            return (state, da, inv_mass, welford), (info.loss, info.accept_prob, eps)
 
         xs = (jax.random.split(key, total), jnp.arange(total))
-        welford = (jnp.zeros((), w_star.dtype), jnp.zeros_like(w_star), jnp.zeros_like(w_star))
-        carry = (state, langevin.da_init(eps0), ones, welford)
+        carry = (state, adaptation.dual_averaging_init(eps0), ones, adaptation.welford_init(w_star))
         (state, da, inv_mass, _), (loss, accept, eps) = jax.lax.scan(body, carry, xs)
         keep = num_adapt + num_burnin
         if with_state:
-            final_eps = jnp.exp(da.log_eps_bar) if num_adapt else eps0
+            final_eps = jnp.exp(da.log_step_avg) if num_adapt else eps0
             return state, final_eps, inv_mass
         return loss[keep:], accept[keep:], eps[-1]
 
@@ -161,10 +145,8 @@ def _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept, max_tr
     from numpyro.infer.hmc import hmc
 
     def potential_fn_gen(data, w_star, nbeta, gamma):
-        def potential(w):
-            diff = w - w_star
-            return nbeta * loss_fn(w, data) + 0.5 * gamma * jnp.vdot(diff, diff)
-        return potential
+        target = localized_target(loss_fn, data, w_star, nbeta, gamma)
+        return lambda w: -target(w).logdensity
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
     num_warmup = num_adapt + num_burnin
@@ -274,15 +256,6 @@ def batch_map(fn, in_axes):
     return mapped
 
 
-def _shard(fn, ndev, n_chain_args, n_shared_args):
-    fn = jax.vmap(fn, in_axes=(0,) * n_chain_args + (None,) * n_shared_args)
-    if ndev > 1:
-        mesh = Mesh(np.array(jax.devices()[:ndev]), ("chains",))
-        fn = jax.shard_map(fn, mesh=mesh, in_specs=(P("chains"),) * n_chain_args + (P(),) * n_shared_args,
-                           out_specs=P("chains"), check_vma=False)
-    return fn
-
-
 @functools.lru_cache(maxsize=None)
 def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev):
     """Jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, curv_key)`` ->
@@ -304,24 +277,24 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
                 state, da = carry
                 k, t = xs
                 adapting = t < num_adapt
-                eps = jnp.where(adapting, jnp.exp(da.log_eps),
-                                jnp.exp(da.log_eps_bar) if num_adapt else eps0)
+                eps = jnp.where(adapting, jnp.exp(da.log_step),
+                                jnp.exp(da.log_step_avg) if num_adapt else eps0)
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
                 state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
                 if num_adapt:   # the adapted step is the large one: small-step transitions do not count
-                    new_da = langevin.da_update(da, info.accept_prob, target_accept)
+                    new_da = adaptation.dual_averaging_update(da, info.accept_prob, target_accept)
                     use = adapting & ~info.small_step
                     da = jax.tree.map(lambda a, b: jnp.where(use, a, b), new_da, da)
                 return (state, da), None
 
             total = num_adapt + num_burnin
             xs = (jax.random.split(key, total), jnp.arange(total))
-            (state, da), _ = jax.lax.scan(body, (state, langevin.da_init(eps0)), xs)
-            eps = jnp.exp(da.log_eps_bar) if num_adapt else eps0
+            (state, da), _ = jax.lax.scan(body, (state, adaptation.dual_averaging_init(eps0)), xs)
+            eps = jnp.exp(da.log_step_avg) if num_adapt else eps0
             return state, eps, jnp.ones_like(w_star)
     else:
         raise ValueError(f"no resumable program for sampler {sampler!r}")
-    chains = _shard(one_chain, ndev, 2, 5)
+    chains = devices.shard_chains(one_chain, ndev, (0, 0) + (None,) * 5)
 
     def run(keys, eps0, w_star, data, nbeta, gamma, curv_key, trajectory_length_given):
         kappa_max, kappa_min = _curvatures(loss_fn, w_star, data, nbeta, gamma, curv_key)
@@ -359,7 +332,8 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False,
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
         def body(state, k):
             if sampler == "mala":
-                state, info = langevin.mala_step(k, state, eps, loss_fn, data, w_star, nbeta, gamma, inv_mass)
+                state, info = langevin.mala_step(k, state, localized_target(loss_fn, data, w_star, nbeta, gamma),
+                                                 eps, inv_mass)
                 steps = jnp.ones((), jnp.int32)
                 accept = info.accept_prob
             else:
@@ -369,12 +343,12 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False,
                 # acceptance of the adapted-step transitions only (NaN for the multi-scale small
                 # steps, which accept more by construction; summarize takes the nanmean)
                 accept = jnp.where(info.small_step, jnp.nan, info.accept_prob)
-            out = (info.loss, accept, steps, info.nonfinite)
+            out = (state.loss, accept, steps, info.nonfinite)
             if observable_fn is not None:
-                out = out + (observable_fn(state.w, data),)
-            return state, out + ((state.w,) if keep_positions else ())
+                out = out + (observable_fn(state.position, data),)
+            return state, out + ((state.position,) if keep_positions else ())
 
         state, outs = jax.lax.scan(body, state, jax.random.split(key, chunk))
         return (state,) + tuple(outs)
 
-    return jax.jit(_shard(one_chain, ndev, 4, 5))
+    return jax.jit(devices.shard_chains(one_chain, ndev, (0,) * 4 + (None,) * 5))

@@ -51,36 +51,26 @@ leaves pi invariant for any step size. Chains are vmapped: a chain with fewer st
 all chains share the same curvature scale, so their step counts are close (unlike NUTS, whose
 tree depths differ from transition to transition).
 
-``init(loss_fn, w, data, w_star, nbeta, gamma) -> state``,
-``step(key, state, eps, num_steps, loss_fn, data, w_star, nbeta, gamma, max_steps=None) -> (state, info)``
-(``max_steps`` None: the single-scale kernel, no small steps).
+The transition is :func:`slt.kernels.hmc.step` (unit metric, NaN flag on); here the LLC's policy:
+``step(key, state, eps, num_steps, loss_fn, data, w_star, nbeta, gamma, max_steps=None)``.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Callable
 
-import jax
 import jax.numpy as jnp
 
-from slt.langevin import LangevinState, evaluate, model_nan
+from slt.kernels import hmc
+from slt.kernels.integrators import State
+from slt.posterior import localized_target
 
-JITTER = 0.2
 HALF_PI = 0.5 * math.pi
-SMALL_STEP_PROB = 0.5   # share of transitions with a log-uniform small step (see step)
+JITTER = 0.2   # +-20% (the tempered samplers' +-50% would push dual averaging to smaller, costlier steps)
 
 
-class HMCInfo(NamedTuple):
-    loss: jax.Array          # L at the state after the transition
-    accept_prob: jax.Array   # Metropolis acceptance probability
-    num_steps: jax.Array     # leapfrog steps of the transition
-    diverging: jax.Array     # energy error > 1000
-    nonfinite: jax.Array     # L or its gradient was NaN at a finite point of the trajectory
-    small_step: jax.Array    # the transition used a multi-scale small step (not for adaptation)
-
-
-def init(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> LangevinState:
-    return evaluate(loss_fn, w, data, w_star, nbeta, gamma)
+def init(loss_fn: Callable, w, data, w_star, nbeta, gamma) -> State:
+    return localized_target(loss_fn, data, w_star, nbeta, gamma)(w)
 
 
 def num_steps_for(eps, trajectory_length, max_steps: int):
@@ -90,43 +80,10 @@ def num_steps_for(eps, trajectory_length, max_steps: int):
     return jnp.clip(steps, 1, max_steps).astype(jnp.int32)
 
 
-def step(key, state: LangevinState, eps, num_steps, loss_fn: Callable, data, w_star, nbeta,
-         gamma, max_steps: int | None = None) -> tuple[LangevinState, HMCInfo]:
+def step(key, state: State, eps, num_steps, loss_fn: Callable, data, w_star, nbeta, gamma,
+         max_steps: int | None = None) -> tuple[State, hmc.HMCInfo]:
     """One transition: momentum ~ N(0, I), ``num_steps`` leapfrog steps of the jittered size
     (with ``max_steps``: half the time a log-uniform small step and up to ``max_steps`` steps),
     Metropolis accept/reject on the total energy."""
-    d = state.w.shape[0]
-    z = jax.random.normal(key, (d + 3,), state.w.dtype)
-    u_jitter, u_accept = jax.scipy.special.ndtr(z[d]), jax.scipy.special.ndtr(z[d + 1])
-    h = eps * (1.0 - JITTER + 2.0 * JITTER * u_jitter)
-    small = jnp.zeros((), bool)
-    if max_steps is not None and max_steps > 1:
-        # multi-scale transitions: h = eps / max_steps^u, u ~ U(0, 1), as many steps as the
-        # trajectory length needs, at most max_steps (module docstring, "Multi-scale steps")
-        small = jax.scipy.special.ndtr(z[d + 2]) < SMALL_STEP_PROB
-        h_small = eps * jnp.exp(-math.log(max_steps) * u_jitter)
-        h = jnp.where(small, h_small, h)
-        more = jnp.ceil(num_steps * eps / h).astype(num_steps.dtype)
-        num_steps = jnp.where(small, jnp.clip(more, 1, max_steps), num_steps)
-    p0 = z[:d]
-
-    h0 = 0.5 * jnp.vdot(p0, p0) - state.logdensity
-
-    def leapfrog(_, carry):
-        s, p, nan_seen = carry
-        # a NaN right after a step that was not diverging (energy error < 1000) is the model's, not
-        # an overflow of a diverging trajectory (those go through huge finite energies first)
-        calm = jnp.abs(0.5 * jnp.vdot(p, p) - s.logdensity - h0) < 1000.0
-        p = p + 0.5 * h * s.grad
-        w = s.w + h * p
-        s = evaluate(loss_fn, w, data, w_star, nbeta, gamma)
-        p = p + 0.5 * h * s.grad
-        return s, p, nan_seen | (calm & model_nan(s))
-
-    new, p, nonfinite = jax.lax.fori_loop(0, num_steps, leapfrog, (state, p0, jnp.asarray(False)))
-    delta = (new.logdensity - 0.5 * jnp.vdot(p, p)) - (state.logdensity - 0.5 * jnp.vdot(p0, p0))
-    delta = jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
-    accept_prob = jnp.exp(jnp.minimum(delta, 0.0))
-    accept = u_accept < accept_prob
-    state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state)
-    return state, HMCInfo(state.loss, accept_prob, num_steps, delta < -1000.0, nonfinite, small)
+    return hmc.step(key, state, localized_target(loss_fn, data, w_star, nbeta, gamma), eps, num_steps,
+                    jitter=JITTER, max_steps=max_steps, watch_nonfinite=True)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from slt import likelihoods, models
 from slt.data import Dataset
+from slt.kernels.integrators import State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,16 +122,57 @@ class Problem:
 
     def logdensity(self, w: jax.Array, beta: jax.Array | float = 1.0) -> jax.Array:
         """Unnormalised tempered log posterior ``log phi(w) - n beta L_n(w)``."""
-        return self.log_prior(w) - self.n * beta * self.loss(w)
+        return tempered_logdensity(problem_log_prior, problem_loss, w, self, self.n, beta)[0]
 
     def localized_logdensity(self, w: jax.Array, w_star: jax.Array, nbeta: jax.Array | float,
                              gamma: jax.Array | float) -> jax.Array:
         """``-nbeta L_n(w) - (gamma/2) ||w - w*||^2`` (Lau et al. 2023, the LLC's posterior)."""
-        return -nbeta * self.loss(w) - 0.5 * gamma * jnp.sum((w - w_star) ** 2)
+        return localized_target(problem_loss, self, w_star, nbeta, gamma)(w).logdensity
 
 
 jax.tree_util.register_dataclass(Problem, data_fields=["x", "y", "noise_std", "prior_std"],
                                  meta_fields=["model", "likelihood"])
+
+
+# ----------------------------------------------------------------------------- the two targets (every sampler's)
+def problem_loss(w: jax.Array, problem: Problem) -> jax.Array:
+    """``L_n`` of a :class:`Problem` as a generic ``loss_fn(w, data)`` (module-level: a cache key)."""
+    return problem.loss(w)
+
+
+def problem_log_prior(w: jax.Array, problem: Problem) -> jax.Array:
+    return problem.log_prior(w)
+
+
+def tempered_logdensity(log_prior_fn, loss_fn, w, data, n, beta):
+    """``(log phi(w) - n beta L_n(w), L_n(w))``: the tempered posterior, unnormalised."""
+    loss = loss_fn(w, data)
+    return log_prior_fn(w, data) - n * beta * loss, loss
+
+
+def tempered_target(log_prior_fn, loss_fn, data, n, beta):
+    """The tempered posterior as a kernel target ``position -> State`` (one value-and-grad pass)."""
+    def target(w):
+        (logdensity, loss), grad = jax.value_and_grad(
+            lambda v: tempered_logdensity(log_prior_fn, loss_fn, v, data, n, beta), has_aux=True)(w)
+        return State(w, logdensity, grad, loss)
+
+    return target
+
+
+def localized_target(loss_fn, data, w_star, nbeta, gamma):
+    """The localised posterior (Lau et al. 2023, arXiv:2308.12108) as a kernel target::
+
+        log pi(w) = -nbeta L(w) - (gamma/2) ||w - w*||^2
+
+    ``position -> State``, the Gaussian part's gradient written out (one value-and-grad of L)."""
+    def target(w):
+        loss, grad_loss = jax.value_and_grad(loss_fn)(w, data)
+        diff = w - w_star
+        return State(w, -nbeta * loss - 0.5 * gamma * jnp.vdot(diff, diff), -nbeta * grad_loss - gamma * diff,
+                     loss)
+
+    return target
 
 
 def resolve_beta(beta: float | str, n: int) -> float:

@@ -6,7 +6,7 @@ Target at every level ``k`` of a ladder ``beta_0 > beta_1 > ... > beta_{K-1} >= 
 
 ``beta_0`` (default 1) is the distribution sampled; ``beta_{K-1}`` near or at 0 is (close to)
 the prior, where modes are easy to cross. Every chain is a whole ladder: each transition moves
-every level with fixed-length HMC (:func:`slt.tempered.hmc_step`: jittered step, per-level
+every level with fixed-length HMC (:func:`slt.kernels.hmc.step`: jittered step, per-level
 dual-averaged step size, diagonal mass), and every ``swap_interval`` transitions neighbouring
 levels propose to exchange their states. Exchanging ``w_i`` (at ``beta_i``) and ``w_j`` is
 accepted with probability (the prior cancels)::
@@ -44,10 +44,11 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
 
 from slt import tempered
-from slt.tempered import HMCState
+from slt.kernels import adaptation, devices, hmc as kernel
+from slt.kernels.integrators import State as HMCState
+from slt.posterior import problem_log_prior as _problem_log_prior, problem_loss as _problem_loss, tempered_target
 
 
 class ReplicaResult(NamedTuple):
@@ -84,7 +85,7 @@ class _Ladder(NamedTuple):
 
     hmc: HMCState              # leaves (K, ...)
     betas: jax.Array           # (K,)
-    adapt: tempered.AdaptState  # leaves (K, ...)
+    adapt: adaptation.WindowAdaptState  # leaves (K, ...)
     alpha_sum: jax.Array       # (K-1,) sum of swap acceptance probabilities this round
     swaps: jax.Array           # swap events so far (its parity picks even/odd pairs)
     swaps_round: jax.Array     # swap events this round
@@ -160,24 +161,17 @@ def _kernel(log_prior_fn, loss_fn, num_steps, swap_interval, adapt_ladder, n, da
     """The pieces of one ladder's transition at ``n``, ``data``: ``temper``, ``transition``,
     ``maybe_swap`` and ``end_round`` (shared by the warmup and the draw programs)."""
 
-    def pot_grad(w, beta):
-        def pot(w):
-            loss = loss_fn(w, data)
-            return -log_prior_fn(w, data) + n * beta * loss, loss
-
-        (u, loss), g = jax.value_and_grad(pot, has_aux=True)(w)
-        return u, g, loss
+    def density(beta):
+        return tempered_target(log_prior_fn, loss_fn, data, n, beta)
 
     def temper(pos, betas):     # states at these positions for these betas
-        u, g, loss = jax.vmap(pot_grad)(pos, betas)
-        return HMCState(pos, u, g, loss)
+        return jax.vmap(lambda w, b: density(b)(w))(pos, betas)
 
     def transition(key, s: _Ladder, adapting):
         keys = jax.random.split(key, k + 1)
         eps = jnp.exp(jnp.where(adapting, s.adapt.log_step, s.adapt.log_step_avg))
-        hmc, info = jax.vmap(lambda kk, st, b, e, im: tempered.hmc_step(
-            kk, st, lambda w: pot_grad(w, b), e, im, num_steps))(keys[:k], s.hmc, s.betas, eps,
-                                                                  s.adapt.inv_mass)
+        hmc, info = jax.vmap(lambda kk, st, b, e, im: kernel.step(kk, st, density(b), e, num_steps, im))(
+            keys[:k], s.hmc, s.betas, eps, s.adapt.inv_mass)
         return s._replace(hmc=hmc), info, keys[k]
 
     def swap(key, s: _Ladder, count_trips):
@@ -211,7 +205,7 @@ def _kernel(log_prior_fn, loss_fn, num_steps, swap_interval, adapt_ladder, n, da
     def end_round(s: _Ladder):
         rejection = 1.0 - s.alpha_sum / jnp.maximum(s.swaps_round, 1)
         betas = equal_barrier_ladder(s.betas, rejection) if adapt_ladder else s.betas
-        adapt = jax.vmap(lambda a: tempered.mass_switch(a, d, dtype))(s.adapt)
+        adapt = jax.vmap(adaptation.mass_switch)(s.adapt)
         return s._replace(hmc=temper(s.hmc.position, betas), betas=betas, adapt=adapt,
                           alpha_sum=jnp.zeros_like(s.alpha_sum), swaps_round=jnp.zeros_like(s.swaps_round))
 
@@ -229,7 +223,7 @@ def _make_warmup(log_prior_fn, loss_fn, num_warmup, num_steps, swap_interval, ro
         temper, transition, maybe_swap, end_round = _kernel(log_prior_fn, loss_fn, num_steps, swap_interval,
                                                             adapt_ladder, n, data, k, d, dtype)
         key_w, _ = jax.random.split(key)
-        adapt0 = jax.vmap(lambda e: tempered._da_init(e, d, dtype))(eps0)
+        adapt0 = jax.vmap(lambda e: adaptation.window_init(e, d, dtype))(eps0)
         zero = jnp.zeros((), jnp.int32)
         s = _Ladder(temper(positions, betas), betas, adapt0, jnp.zeros((k - 1,), dtype), zero, zero,
                     jnp.arange(k), jnp.zeros((k,), jnp.int32), zero, jnp.zeros((k,), bool), zero)
@@ -241,9 +235,9 @@ def _make_warmup(log_prior_fn, loss_fn, num_warmup, num_steps, swap_interval, ro
         def warm_body(s, xs):
             i, is_end, welford = xs
             s, info, kswap = transition(jax.random.fold_in(key_w, i), s, True)
-            adapt = jax.vmap(lambda a, p: tempered._da_update(a, p, target))(s.adapt, info.accept_prob)
+            adapt = jax.vmap(lambda a, p: adaptation.dual_averaging_update(a, p, target))(s.adapt, info.accept_prob)
             adapt = jax.tree.map(lambda a, b: jnp.where(welford, a, b),
-                                 jax.vmap(tempered._welford)(adapt, s.hmc.position), adapt)
+                                 jax.vmap(adaptation.welford_update)(adapt, s.hmc.position), adapt)
             s = maybe_swap(kswap, s._replace(adapt=adapt), i, False)
             rejection = jnp.where(is_end, 1.0 - s.alpha_sum / jnp.maximum(s.swaps_round, 1), jnp.nan)
             s = jax.tree.map(lambda a, b: jnp.where(is_end, a, b), end_round(s), s)
@@ -289,13 +283,7 @@ def _make_draws(log_prior_fn, loss_fn, num_samples, num_steps, swap_interval, ke
 
 
 def _shard(fn, num_devices, num_args):
-    fn = jax.vmap(fn, in_axes=(0,) * (num_args - 2) + (None, None))
-    if num_devices > 1:
-        mesh = Mesh(np.array(jax.devices()[:num_devices]), ("chains",))
-        c = P("chains")
-        fn = jax.shard_map(fn, mesh=mesh, in_specs=(c,) * (num_args - 2) + (P(), P()), out_specs=c,
-                           check_vma=False)
-    return jax.jit(fn)
+    return jax.jit(devices.shard_chains(fn, num_devices, (0,) * (num_args - 2) + (None, None)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -422,9 +410,7 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         return 0.5 / np.sqrt(1.0 + float(n) * b)
 
     keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(nc))
-    ndev = jax.local_device_count()
-    while ndev > 1 and nc % ndev:
-        ndev -= 1
+    ndev = devices.num_devices_for(nc)
     n_arr = jnp.asarray(n, dtype)
 
     def warm(keys, pos, b, eps, length):
@@ -523,14 +509,6 @@ def _assemble(parts, s, warm_loss, keep_ladder, num_steps, barrier_rounds, pilot
         barrier_rounds=[{"num_temperatures": int(kk), "global_barrier": float(np.mean(lam)),
                          "global_barrier_per_chain": [float(v) for v in lam]} for kk, lam in barrier_rounds],
         pilot_barrier=pilot_lambda)
-
-
-def _problem_log_prior(w, problem):
-    return problem.log_prior(w)
-
-
-def _problem_loss(w, problem):
-    return problem.loss(w)
 
 
 def _problem_step_size(problem, betas):

@@ -20,9 +20,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
 from numpyro.infer.hmc import hmc
 
+from slt.kernels import devices
+from slt.kernels.devices import num_devices_for as _num_devices_for
 from slt.posterior import Problem
 
 
@@ -100,17 +101,8 @@ def _compiled(method: str, num_warmup: int, chunk: int, thinning: int, num_steps
 
     # vmap over chains; beta is per-row when batched over temperatures
     in_beta = 0 if batched_beta else None
-    init_v = jax.vmap(init_one, in_axes=(0, 0, None, None, in_beta))
-    advance_v = jax.vmap(advance_one, in_axes=(0, None, in_beta))
-
-    if num_devices > 1:
-        mesh = Mesh(np.array(jax.devices()[:num_devices]), ("chains",))
-        beta_spec = P("chains") if batched_beta else P()
-        init_v = jax.shard_map(init_v, mesh=mesh, in_specs=(P("chains"), P("chains"), P(), P(), beta_spec),
-                               out_specs=P("chains"), check_vma=False)
-        advance_v = jax.shard_map(advance_v, mesh=mesh, in_specs=(P("chains"), P(), beta_spec),
-                                  out_specs=P("chains"), check_vma=False)
-    return jax.jit(init_v), jax.jit(advance_v)
+    return (jax.jit(devices.shard_chains(init_one, num_devices, (0, 0, None, None, in_beta))),
+            jax.jit(devices.shard_chains(advance_one, num_devices, (0, None, in_beta))))
 
 
 def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0, *,
@@ -173,14 +165,6 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
     warm_loss = cat(warm_parts, 1, (num_chains, 0))
     return SampleResult(positions=z, loss=loss, diverging=div.astype(bool), accept_prob=acc,
                         num_steps=nsteps, step_size=eps[:, -1], warmup_loss=warm_loss)
-
-
-def _num_devices_for(num_chains: int) -> int:
-    """The most local devices that divide the chains evenly."""
-    ndev = jax.local_device_count()
-    while ndev > 1 and num_chains % ndev:
-        ndev -= 1
-    return ndev
 
 
 def _progress(total: int, desc: str):

@@ -12,8 +12,8 @@ targets ``pi_beta(w) ∝ phi(w) exp(-n beta L_n(w))``. One SMC step from ``beta`
    (the prior is normalised), ``log Z_n = sum over steps`` and ``F_n = -log Z_n``
    (science.md's convention, as :func:`slt.free_energy.linear_gaussian_free_energy`);
 3. **resample** systematically (Kitagawa 1996) with weights ``∝ G``;
-4. **mutate** by ``num_mcmc_steps`` HMC transitions (``num_leapfrog`` leapfrog steps,
-   step size jittered in ``[0.5, 1.5] x eps``) targeting ``pi_{beta'}``. The diagonal mass is
+4. **mutate** by ``num_mcmc_steps`` HMC transitions (:func:`slt.kernels.hmc.step`,
+   ``num_leapfrog`` leapfrog steps, jittered step size) targeting ``pi_{beta'}``. The diagonal mass is
    the particles' per-coordinate variance (the population's estimate of ``pi_{beta'}``'s
    scale, Buchholz, Chopin & Jacob 2021); ``log eps`` moves by ``acc - target_accept`` after
    every transition (population-averaged acceptance), carried from step to step.
@@ -56,9 +56,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
 
-JITTER = 0.5
+from slt.kernels import devices, hmc
+from slt.posterior import problem_log_prior, problem_loss, tempered_target
+
 BISECTION_ITERS = 40
 
 
@@ -129,33 +130,6 @@ def next_beta(nL: jax.Array, beta: jax.Array, target_ess: float) -> jax.Array:
     return jnp.minimum(beta + jnp.maximum(delta, 1e-9), 1.0)
 
 
-def hmc_step(key, position, potential, grad, loss, potential_fn, step_size, inv_mass, num_leapfrog: int):
-    """One HMC transition (diagonal mass ``1/inv_mass``, jittered step) for ONE particle.
-    ``potential_fn(w) -> (U, L_n)``; returns (position, potential, grad, loss, accept_prob)."""
-    d = position.shape[0]
-    z = jax.random.normal(key, (d + 2,), position.dtype)
-    u_jitter, u_accept = jax.scipy.special.ndtr(z[d]), jax.scipy.special.ndtr(z[d + 1])
-    eps = step_size * (1.0 - JITTER + 2 * JITTER * u_jitter)
-    p0 = z[:d] / jnp.sqrt(inv_mass)
-    vg = jax.value_and_grad(potential_fn, has_aux=True)
-
-    def leapfrog(_, carry):
-        w, p, g, u, l = carry
-        p = p - 0.5 * eps * g
-        w = w + eps * inv_mass * p
-        (u, l), g = vg(w)
-        p = p - 0.5 * eps * g
-        return w, p, g, u, l
-
-    w, p, g, u, l = jax.lax.fori_loop(0, num_leapfrog, leapfrog, (position, p0, grad, potential, loss))
-    delta = potential + 0.5 * jnp.sum(inv_mass * p0 ** 2) - u - 0.5 * jnp.sum(inv_mass * p ** 2)
-    delta = jnp.where(jnp.isfinite(delta), delta, -jnp.inf)
-    accept_prob = jnp.minimum(1.0, jnp.exp(delta))
-    acc = u_accept < accept_prob
-    pick = lambda a, b: jnp.where(acc, a, b)  # noqa: E731
-    return pick(w, position), pick(u, potential), pick(g, grad), pick(l, loss), accept_prob
-
-
 # ----------------------------------------------------------------------------- one run
 def init(position: jax.Array, loss_fn: Callable, data: Any, max_steps: int,
          step_size: float = 0.5) -> SMCState:
@@ -183,23 +157,18 @@ def step(key: jax.Array, state: SMCState, log_prior_fn: Callable, loss_fn: Calla
     var = jnp.var(position, axis=0)
     inv_mass = jnp.maximum(var, 1e-8 * jnp.max(var) + 1e-30)
 
-    def potential_fn(w):
-        l = loss_fn(w, data)
-        return -log_prior_fn(w, data) + n * beta * l, l
-
-    vg = jax.vmap(jax.value_and_grad(potential_fn, has_aux=True))
-    (u, loss), g = vg(position)
-    mutate = jax.vmap(lambda k, w, u, g, l, eps: hmc_step(k, w, u, g, l, potential_fn, eps, inv_mass,
-                                                          num_leapfrog), in_axes=(0, 0, 0, 0, 0, None))
+    target = tempered_target(log_prior_fn, loss_fn, data, n, beta)
+    mutate = jax.vmap(lambda k, s, eps: hmc.step(k, s, target, eps, num_leapfrog, inv_mass), in_axes=(0, 0, None))
 
     def sweep(carry, k):
-        pos, u, g, l, log_step = carry
-        pos, u, g, l, acc = mutate(jax.random.split(k, num), pos, u, g, l, jnp.exp(log_step))
-        mean_acc = jnp.mean(acc)
-        return (pos, u, g, l, log_step + (mean_acc - target_accept)), mean_acc
+        particles, log_step = carry
+        particles, info = mutate(jax.random.split(k, num), particles, jnp.exp(log_step))
+        mean_acc = jnp.mean(info.accept_prob)
+        return (particles, log_step + (mean_acc - target_accept)), mean_acc
 
-    (position, _, _, loss, log_step), acc = jax.lax.scan(
-        sweep, (position, u, g, loss, state.log_step), jax.random.split(key_m, num_mcmc_steps))
+    (particles, log_step), acc = jax.lax.scan(sweep, (jax.vmap(target)(position), state.log_step),
+                                              jax.random.split(key_m, num_mcmc_steps))
+    position, loss = particles.position, particles.loss
     i = state.step
     return SMCState(position, loss, beta, log_evidence, log_step, i + 1,
                     state.betas.at[i].set(beta), state.accept_prob.at[i].set(jnp.mean(acc)))
@@ -232,12 +201,7 @@ def _compiled(log_prior_fn, loss_fn, sample_prior_fn, num_particles: int, max_st
                 target_accept=target_accept)
         return s.log_evidence, s.step, s.beta, s.betas, s.accept_prob, s.loss
 
-    fn = jax.vmap(one, in_axes=(0, None, None))
-    if num_devices > 1:
-        mesh = Mesh(np.array(jax.devices()[:num_devices]), ("runs",))
-        fn = jax.shard_map(fn, mesh=mesh, in_specs=(P("runs"), P(), P()), out_specs=P("runs"),
-                           check_vma=False)
-    return jax.jit(fn)
+    return jax.jit(devices.shard_chains(one, num_devices, (0, None, None), "runs"))
 
 
 def free_energy(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, sample_prior_fn: Callable,
@@ -270,9 +234,7 @@ def free_energy(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, sampl
         raise ValueError(f"target_ess must be in (0, 1), got {target_ess}")
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
-    ndev = jax.local_device_count()
-    while ndev > 1 and num_runs % ndev:
-        ndev -= 1
+    ndev = devices.num_devices_for(num_runs)
     fn = _compiled(log_prior_fn, loss_fn, sample_prior_fn, int(num_particles), int(max_steps),
                    float(target_ess), int(num_mcmc_steps), int(num_leapfrog), float(target_accept), ndev)
     keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(num_runs))
@@ -290,14 +252,6 @@ def free_energy(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, sampl
 
 
 # ----------------------------------------------------------------------------- Problem adaptor
-def _problem_loss(w, problem):
-    return problem.loss(w)
-
-
-def _problem_log_prior(w, problem):
-    return problem.log_prior(w)
-
-
 def _problem_sample_prior(key, problem):
     d = problem.d
     return problem.prior_std * jax.random.normal(key, (d,), problem.x.dtype)
@@ -306,5 +260,5 @@ def _problem_sample_prior(key, problem):
 def free_energy_problem(key: jax.Array, problem, **kwargs) -> SMCResult:
     """:func:`free_energy` for a :class:`slt.posterior.Problem` (``loss``, ``log_prior``, ``n``,
     ``d``; prior draws ``N(0, prior_std^2 I)``, the prior ``log_prior`` evaluates)."""
-    return free_energy(key, _problem_log_prior, _problem_loss, _problem_sample_prior, problem,
+    return free_energy(key, problem_log_prior, problem_loss, _problem_sample_prior, problem,
                        problem.n, **kwargs)

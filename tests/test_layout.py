@@ -10,7 +10,8 @@ SLT = Path(__file__).resolve().parents[1] / "slt"
 # the layers, lowest first: a module may import its own layer or a lower one, never a higher one
 FOLDER_LAYER = {"kernels": 1, "samplers": 2, "estimators": 3, "pipeline": 4, "cli": 5}
 NAMED_LAYER = {   # modules outside the layer folders (longest matching prefix wins)
-    "slt._version": 0, "slt.models": 0, "slt.likelihoods": 0, "slt.data": 0, "slt.posterior": 0,
+    "slt._version": 0, "slt.models": 0, "slt.likelihoods": 0, "slt.data": 0,
+    "slt.posterior": 1,   # the Problem and its target densities build the kernels' State
     "slt.progress": 0, "slt.setup_jax": 0, "slt.plots": 0,
     "slt.config": 4, "slt.runs": 4, "slt.stages": 4,
     "slt.sweep": 5, "slt.report": 5, "slt.calibrate": 5, "slt.api": 5, "slt.results": 5,
