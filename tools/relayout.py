@@ -52,7 +52,6 @@ from pathlib import Path
 # old path under slt/ -> new path under slt/ (a module, or a package folder with a trailing /)
 MOVES = {
     # kernels: one transition of one chain
-    "langevin.py": "kernels/langevin.py",
     "localized_hmc.py": "kernels/localized_hmc.py",
     # samplers: many chains, one compiled program, devices, health
     "samplers.py": "samplers/nuts.py",
