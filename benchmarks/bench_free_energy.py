@@ -6,7 +6,7 @@ included, no persistent cache) in one invocation:
 
 * peer: one ``numpyro.infer.MCMC(NUTS)`` per beta, sequentially, 32 betas ``(k/31)^4`` x 800
   draws (1 chain, 400 warmup); its draws go through the same TI / stepping-stone code.
-* slt: ``slt.tempered.sample_tempered`` — every (beta, chain) in one compiled program
+* slt: ``slt.samplers.tempered.sample_tempered`` — every (beta, chain) in one compiled program
   (fixed-length HMC, per-chain adapted step size and diagonal mass), 24 betas x 8 chains x
   600 draws (300 warmup), 2 leapfrog steps per transition.
 
@@ -65,7 +65,7 @@ def peer(problem, betas, num_warmup=400, num_samples=800, seed=0):
 
 
 def slt_path(problem, betas, num_chains=8, num_warmup=300, num_samples=600, num_steps=2, seed=0):
-    from slt import samplers, tempered
+    from slt.samplers import nuts as samplers, tempered
 
     init = samplers.prior_draws(jax.random.key(seed + 100), len(betas) * num_chains, problem.d,
                                 problem.prior_std).reshape(len(betas), num_chains, problem.d)
@@ -75,7 +75,7 @@ def slt_path(problem, betas, num_chains=8, num_warmup=300, num_samples=600, num_
 
 
 def estimates(betas, nL, power, exact):
-    from slt import free_energy as fe
+    from slt.estimators import free_energy as fe
 
     m = fe.beta_means(betas, nL)
     ti = fe.thermodynamic_integration(betas, m.mean, m.mcse, power)
@@ -90,7 +90,7 @@ def main(argv=None):
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="slt repeats (seeds) after the cold run")
     args = ap.parse_args(argv)
-    from slt import free_energy as fe
+    from slt.estimators import free_energy as fe
 
     problem = make_problem()
     x, y = np.asarray(problem.x, float), np.asarray(problem.y, float)
@@ -127,7 +127,8 @@ def main(argv=None):
         print(f"speed ratio peer / slt: cold {t_peer / t_slt:.1f}x, warm {t_peer / np.mean(warm):.1f}x")
 
     if args.sweep:
-        from slt import config as config_mod, sweep as sweep_mod
+        from slt.pipeline import config as config_mod
+        from slt.cli import sweep as sweep_mod
 
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         cfg = config_mod.load(os.path.join(root, "configs", "relu2_truth1_free_energy.yaml"),

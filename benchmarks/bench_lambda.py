@@ -55,9 +55,10 @@ def run_slt(widths, r, n, seed, quick=False) -> dict:
     import jax
     import numpy as np
 
-    from slt import data, exact, models
-    from slt import learning_coefficient as lc
-    from slt import lambda_hat as lambda_hat_mod
+    from slt import data, models
+    from slt.estimators import exact
+    from slt.estimators import learning_coefficient as lc
+    from slt.estimators import lambda_hat as lambda_hat_mod
     from slt.posterior import Problem
 
     ex = exact.dln_lambda(widths, r)

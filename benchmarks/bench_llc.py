@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slt import learning_coefficient as lc
+from slt.estimators import learning_coefficient as lc
 from slt import models
 from slt.data import Dataset
 from slt.posterior import Problem

@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     configure_jax(cache=False)
     import jax
 
-    from slt import data, learning_coefficient as lc, models
+    from slt import data, models
+    from slt.estimators import learning_coefficient as lc
     from slt.posterior import Problem
 
     widths, r, n = [5, 4, 3, 4, 5], 2, 10_000

@@ -36,9 +36,10 @@ if __name__ == "__main__":  # before jax is imported: one XLA CPU device per cor
 import jax
 import numpy as np
 
-from slt import data, exact, models
-from slt import learning_coefficient as lc
-from slt import llc_trajectory as lt
+from slt import data, models
+from slt.estimators import exact
+from slt.estimators import learning_coefficient as lc
+from slt.estimators import llc_trajectory as lt
 from slt.posterior import Problem
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 import jax
 import numpy as np
 
-from slt import config, diagnostics, replica, runs, samplers
+from slt.pipeline import config, runs
+from slt.samplers import diagnostics, replica, nuts as samplers
 
 
 def problem_for(seed: int):
@@ -37,7 +38,7 @@ def measure_stage(seed: int, args) -> dict:
     invariants (L_n and the outputs at fixed inputs), the ladder and the round trips."""
     import jax.numpy as jnp
 
-    from slt.stages import sampling
+    from slt.pipeline.stages import sampling
 
     cfg = config.load(config.default_config_path(), [f"seed={seed}", "sampler.init=prior", *args.set])
     ctx = runs.build_context(cfg)

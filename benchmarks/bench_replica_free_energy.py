@@ -1,6 +1,6 @@
 """Free energy of the headline ReLU posterior (configs/relu2_truth1_free_energy.yaml, n = 1000,
 seed 0) from replica ladders started at prior draws, against the fixed 16-point grid of
-slt.tempered started at the truth (the free-energy stage's path with free_energy.init: truth).
+slt.samplers.tempered started at the truth (the free-energy stage's path with free_energy.init: truth).
 
 Measured 2026-11-26 (2-core machine, load ~8; walls compile included):
     fixed grid, truth starts: TI 1415.25 ± 0.11  SS 1415.31 ± 0.10  22 s
@@ -14,8 +14,10 @@ Run:  nice -n 10 python benchmarks/bench_replica_free_energy.py
 import os, time
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 import jax, jax.numpy as jnp, numpy as np
-from slt import config, runs, tempered, replica, samplers, free_energy as fe
-from slt import replica_free_energy as rfe
+from slt.pipeline import config, runs
+from slt.samplers import tempered, replica, nuts as samplers
+from slt.estimators import free_energy as fe
+from slt.estimators import replica_free_energy as rfe
 cfg = config.load("configs/relu2_truth1_free_energy.yaml")
 ctx = runs.build_context(cfg); p = ctx.problem; n = p.n
 betas = fe.ti_grid(16)

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import bench_sampling as bs  # noqa: E402
 
-from slt import diagnostics, replica  # noqa: E402
+from slt.samplers import diagnostics, replica  # noqa: E402
 
 VARIANTS = {
     "default": dict(),

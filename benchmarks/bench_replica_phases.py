@@ -5,7 +5,7 @@ runs with different sampler seeds on the same data agree on the phase share?
 Truth at angle t: w1 = (cos t, sin t), w2 = (-cos t, sin t), b = -0.3, q = 1, c = 0, x ~ U[-1, 1]^2
 (configs/phase_transition.yaml). For each (t, n) the data seed is fixed and the run is repeated with
 two top-level (sampler) seeds. Per run: R-hat / ESS of L_n and the invariants (the stage's
-diagnostics), the phase labels of every draw (slt.symmetry.classify_phases), per-chain shares of
+diagnostics), the phase labels of every draw (slt.estimators.symmetry.classify_phases), per-chain shares of
 the true phase, the share's standard error (sd / sqrt(ESS of the indicator)), R-hat of the
 indicator (per-chain shares consistent), the ladder size and round trips. Then the two seeds'
 shares are compared: |z| = |p1 - p2| / sqrt(se1^2 + se2^2) <= 3 is agreement.
@@ -25,8 +25,10 @@ import time
 import numpy as np
 import yaml
 
-from slt import config, diagnostics, runs, symmetry
-from slt.stages import sampling
+from slt.pipeline import config, runs
+from slt.samplers import diagnostics
+from slt.estimators import symmetry
+from slt.pipeline.stages import sampling
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 

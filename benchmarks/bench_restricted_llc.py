@@ -1,7 +1,7 @@
 """Every layer's restricted LLC of a [10, 20, 20, 10] deep linear network (identity, no bias)
-in ONE compiled program (slt.restricted.per_layer_llc) against looping the single restricted
-estimate (slt.restricted.restricted_llc; its program is compiled once and reused for every
-layer), side by side, with the exact Gaussian answer of every layer (slt.exact.restricted_llc_gaussian).
+in ONE compiled program (slt.estimators.restricted.per_layer_llc) against looping the single restricted
+estimate (slt.estimators.restricted.restricted_llc; its program is compiled once and reused for every
+layer), side by side, with the exact Gaussian answer of every layer (slt.estimators.exact.restricted_llc_gaussian).
 
     python benchmarks/bench_restricted_llc.py [--num-draws 400] [--num-chains 4] [--out benchmarks/restricted_llc.json]
 
@@ -19,7 +19,8 @@ import time
 import jax
 import numpy as np
 
-from slt import data, exact, models, restricted
+from slt import data, models
+from slt.estimators import exact, restricted
 from slt.posterior import Problem
 
 

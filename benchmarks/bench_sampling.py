@@ -3,7 +3,7 @@
 Both run in ONE process on the SAME data: the peer's model, data and settings are those of
 ``../shared/bench/numpyro_baseline.py`` (copied verbatim below; n = 1000, x ~ U[-2, 2]^2,
 its own one-node truth, ``MCMC(NUTS(model))`` with 4 chains x (1000 warmup + 1000 draws),
-``chain_method="vectorized"``). slt samples the same posterior with :func:`slt.samplers.sample`.
+``chain_method="vectorized"``). slt samples the same posterior with :func:`slt.samplers.nuts.sample`.
 
 Rows: the peer from its own dispersed starts; "slt default", what ``slt run`` does (replica
 exchange, 8 temperatures x 16 leapfrog steps, from the peer's starting points; its
@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from slt import diagnostics, models, optimize, samplers
+from slt import models
+from slt.samplers import diagnostics, nuts as samplers
+from slt.estimators import optimize
 from slt.data import Dataset
 from slt.posterior import Problem
 
@@ -145,7 +147,7 @@ def _run_slt(problem, num_chains, num_warmup, num_samples, seed, init, screen=Fa
     cold()
     t0 = time.perf_counter()
     if replica:  # slt's default sampler (sampler.method: replica, init: prior) from the given starts
-        from slt import replica as replica_mod
+        from slt.samplers import replica as replica_mod
 
         res = replica_mod.sample_problem(key, problem, init, num_warmup=num_warmup, num_samples=num_samples)
         wall = time.perf_counter() - t0

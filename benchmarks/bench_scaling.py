@@ -24,7 +24,8 @@ import time
 import jax
 import numpy as np
 
-from slt import diagnostics, models, samplers
+from slt import models
+from slt.samplers import diagnostics, nuts as samplers
 from slt.data import Dataset
 from slt.posterior import Problem
 
@@ -191,7 +192,7 @@ def peak_rss_subprocess(n=1_000_000, num_chains=4, num_samples=10):
                     return int(line.split()[1])
         from bench_scaling import relu_problem, _init
         import jax
-        from slt import samplers
+        from slt.samplers import nuts as samplers
         base = hwm()
         p = relu_problem({n})
         res = samplers.sample(jax.random.key(0), p, _init(p, {num_chains}, 0), method="hmc",

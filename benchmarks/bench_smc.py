@@ -2,7 +2,7 @@
 
 For every config the ``free_energy`` stage runs once with ``methods: [ti, stepping_stone, smc]``
 (TI and stepping stone share the config's tempered HMC draws; SMC is independent: its own
-runs from prior draws, :mod:`slt.smc`). Reported per config: each estimate with its standard
+runs from prior draws, :mod:`slt.samplers.smc`). Reported per config: each estimate with its standard
 error, the exact F_n where a closed form exists, the wall time of the tempered sampling
 (TI + SS) and of SMC (both compile included, persistent cache off), the largest pairwise gap
 in combined standard errors (agreement: <= 2) and whether each standard error is <= 0.15
@@ -43,7 +43,7 @@ GOAL_SE = 0.15
 
 
 def one(path: str, overrides: list[str]) -> dict:
-    from slt import config as config_mod, runs
+    from slt.pipeline import config as config_mod, runs
 
     sets = ["free_energy.methods=[ti, stepping_stone, smc]", "output.figures=false", *overrides]
     cfg = config_mod.load(ROOT / path, sets)
@@ -70,12 +70,14 @@ def blackjax_linreg(num_particles: int = 512, num_runs: int = 4, seed: int = 0) 
     """blackjax 1.7.1 ``adaptive_tempered_smc`` wrapped in ``inner_kernel_tuning`` (HMC mutation,
     5 transitions x 4 leapfrog steps, diagonal mass = the particles' variance after every step,
     step size 0.5 in those units: the library has no acceptance feedback) on the linreg config's
-    data, against slt.smc with the same budget (512 particles x 4 runs, target ESS 0.5)."""
+    data, against slt.samplers.smc with the same budget (512 particles x 4 runs, target ESS 0.5)."""
     import blackjax
     import jax
     import jax.numpy as jnp
 
-    from slt import config as config_mod, free_energy as fe, runs, smc
+    from slt.pipeline import config as config_mod, runs
+    from slt.estimators import free_energy as fe
+    from slt.samplers import smc
 
     cfg = config_mod.load(ROOT / CONFIGS[0])
     p = runs.build_context(cfg).problem
@@ -86,7 +88,7 @@ def blackjax_linreg(num_particles: int = 512, num_runs: int = 4, seed: int = 0) 
         return {"step_size": jnp.full((1,), 0.5), "inverse_mass_matrix": inv_mass[None],
                 "num_integration_steps": jnp.full((1,), 4, jnp.int32)}
 
-    def update(key, state, info):                  # mass matrix from the particles, as slt.smc
+    def update(key, state, info):         # mass matrix from the particles, as slt.samplers.smc
         return params(jnp.var(state.particles, axis=0))
 
     def one_run(key):
@@ -163,7 +165,7 @@ def markdown(rows: list[dict], bj: dict | None, note: str) -> str:
             f"{r['tempered_s']:.0f} | {r['smc_s']:.0f} | {min(temps)}-{max(temps) if temps else ''} | "
             f"{r['max_z']:.1f} | {'yes' if r['agree'] else 'NO'} | {_over(r)} |")
     if bj:
-        lines += ["", f"## blackjax 1.7.1 `adaptive_tempered_smc` vs `slt.smc` (linreg, exact F_n = {bj['exact']:.3f})",
+        lines += ["", f"## blackjax 1.7.1 `adaptive_tempered_smc` vs `slt.samplers.smc` (linreg, exact F_n = {bj['exact']:.3f})",
                   "", "| implementation | cold (s) | warm (s) | F_n (warm run) | error | temperatures |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for name in ("blackjax", "slt"):

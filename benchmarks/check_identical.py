@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 def patch_before():
     import jax.numpy as jnp
-    from slt import smc, tempered
+    from slt.samplers import smc, tempered
 
 
     def da_update(a, accept_prob, target, gamma=0.05, t0=10.0, kappa=0.75):
@@ -97,8 +97,11 @@ def patch_before():
 def run(out):
     import jax.numpy as jnp
     import slt
-    from slt import config, learning_coefficient as lc, replica, replica_free_energy as rfe, runs
-    from slt import samplers, smc, tempered, free_energy as fe
+    from slt.pipeline import config, runs
+    from slt.estimators import learning_coefficient as lc, replica_free_energy as rfe
+    from slt.samplers import replica
+    from slt.samplers import nuts as samplers, smc, tempered
+    from slt.estimators import free_energy as fe
 
     print("slt from", slt.__file__, flush=True)
     res = {}

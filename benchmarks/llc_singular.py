@@ -5,8 +5,8 @@ Models: ``f(x, w) = x u(w)`` with ``u`` a product of powers ``w1^a w2^b`` (a + b
 sum of powers, Gaussian likelihood (sigma = 1), data ``y = x u0 + noise_std N(0, 1)``
 (``u0 = 0``: pure noise), x ~ N(0, 2^2) (science.md item 7) or U[-1, 1], n = 1e2..1e4.
 The LLC at w* = 0 (nbeta = n / log n, gamma = 1) from
-:func:`slt.learning_coefficient.llc_for_problem` (default HMC, num_draws auto) is compared with
-:func:`slt.quadrature.llc_quadrature` of the same L_n (its sufficient statistics in float64):
+:func:`slt.estimators.learning_coefficient.llc_for_problem` (default HMC, num_draws auto) is compared with
+:func:`slt.estimators.quadrature.llc_quadrature` of the same L_n (its sufficient statistics in float64):
 ``z = (estimate - quadrature) / stderr`` with the stage's ``stderr = max(mcse, std / sqrt(C))``.
 
 Run:   python benchmarks/llc_singular.py --out before.json            (all cases, seeds 0-2)
@@ -89,8 +89,8 @@ def make_case(c, seed):
 
 
 def run_one(c, seed, sampler="hmc", **kw):
-    from slt import learning_coefficient as lc
-    from slt.quadrature import llc_quadrature
+    from slt.estimators import learning_coefficient as lc
+    from slt.estimators.quadrature import llc_quadrature
 
     problem, loss_np, n = make_case(c, seed)
     nbeta = lc.default_nbeta(n)

@@ -18,14 +18,14 @@
 # `p(w | w*) ∝ exp(-nbeta L_n(w) - gamma/2 ||w - w*||^2)` answers finer questions
 # (science.md, "Beyond the LLC"):
 #
-# * the **weight-restricted LLC** (`slt.restricted.restricted_llc`): sample only some
+# * the **weight-restricted LLC** (`slt.estimators.restricted.restricted_llc`): sample only some
 #   coordinates, the rest held at w*. Here one hidden node at a time (its incoming weights
 #   `w_i`, bias `b_i` and outgoing weight `q_i`, a 0/1 coordinate mask) and one layer at a time
 #   (`per_layer_llc`);
-# * the **Bayesian influence function** `BIF(i, j) = -Cov_w(l_i, l_j)` (`slt.influence.bif`,
+# * the **Bayesian influence function** `BIF(i, j) = -Cov_w(l_i, l_j)` (`slt.estimators.influence.bif`,
 #   from the LLC's own draws, `keep_positions=True`): which pairs of training samples move
 #   together under the posterior;
-# * the **susceptibility** `chi = -nbeta Cov(phi, L' - L_n)` (`slt.influence.susceptibility`):
+# * the **susceptibility** `chi = -nbeta Cov(phi, L' - L_n)` (`slt.estimators.influence.susceptibility`):
 #   the linear response of an observable to upweighting part of the data.
 #
 # Two models: the two-node ReLU network of `experiments/phase_transition.py` (truth
@@ -68,15 +68,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 plt.rcParams["figure.dpi"] = 72      # inline figures (the notebook stays small); the PNGs are saved at dpi 110
-from slt import data, influence, models, optimize, restricted
-from slt import learning_coefficient as lc
+from slt import data, models
+from slt.estimators import influence, optimize, restricted
+from slt.estimators import learning_coefficient as lc
 from slt.posterior import Problem
 
 ANGLES = [0.9, 1.2, 1.45]
 if SMALL:   # the test suite's settings: what the notebook produces, not converged numbers
     N, CHAINS, DRAWS, XOR_STARTS = 1000, 4, 512, 4
 else:
-    N, CHAINS, DRAWS, XOR_STARTS = 2000, 8, 2000, 8   # n <= 2000: the full n x n BIF (slt.influence.MAX_FULL_ROWS)
+    N, CHAINS, DRAWS, XOR_STARTS = 2000, 8, 2000, 8  # n <= 2000: the full n x n BIF (slt.estimators.influence.MAX_FULL_ROWS)
 Path(FIGURES).mkdir(parents=True, exist_ok=True)
 T_START = time.perf_counter()
 SETTINGS = dict(num_chains=CHAINS, num_draws=DRAWS)      # gamma = 1, nbeta = n / log n (defaults)

@@ -27,7 +27,7 @@
 # | two-node ReLU `[2, 2, 1]` | two nodes | 7/2 (*derived*) | 9/2 |
 #
 # `F_n` is estimated by thermodynamic integration (TI) and stepping stone on one all-betas
-# HMC run per n (see `slt.tempered`); WBIC is shown against TI to show its bias.
+# HMC run per n (see `slt.samplers.tempered`); WBIC is shown against TI to show its bias.
 # Run with `SLT_SMALL=1` for a quick check (the test suite does), without for the figures.
 #
 # This notebook is `experiments/free_energy_vs_n.py` (the source; jupytext pairs the two). The
@@ -59,9 +59,9 @@ if "ipykernel" not in sys.modules:   # a script: files only; a notebook: figures
 import matplotlib.pyplot as plt
 import numpy as np
 
-from slt import config as config_mod
+from slt.pipeline import config as config_mod
 from slt import progress
-from slt import sweep as sweep_mod
+from slt.cli import sweep as sweep_mod
 
 ROOT = Path(os.environ.get("SLT_REPO", Path.cwd()))
 if not (ROOT / "configs").is_dir():

@@ -22,11 +22,11 @@
 # the free energy `F ~ n L_n + lambda log n` then prefers it. Published: the degenerate phase
 # appears near `t ~ 1.16` and dominates by `t ~ 1.3`.
 #
-# Every point is sampled **from prior starts only**, by replica exchange (`slt.replica`:
+# Every point is sampled **from prior starts only**, by replica exchange (`slt.samplers.replica`:
 # non-reversible parallel tempering, every chain a ladder of temperatures from beta = 1 down to
 # near the prior). Two checks make the occupancies trustworthy without hand-placed starts:
 # two independent groups of chains must agree, and the beta = 1 occupancy must match the
-# per-phase free energies computed from the whole ladder (`slt.phases`).
+# per-phase free energies computed from the whole ladder (`slt.estimators.phases`).
 #
 # Full run (about 20 minutes on 2 shared CPU cores): `python experiments/phase_transition.py`.
 # The test suite executes this notebook with tiny settings (`SLT_PHASE_ARGS="--small"`).
@@ -58,8 +58,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from slt import config as config_mod
-from slt import data, models, optimize, phases, progress, replica, samplers, symmetry
+from slt.pipeline import config as config_mod
+from slt import data, models, progress
+from slt.estimators import optimize, phases, symmetry
+from slt.samplers import replica, nuts as samplers
 from slt.plots import geometry as gplots
 from slt.posterior import Problem
 
@@ -157,7 +159,7 @@ def predicted_degenerate(n: int, dL: float) -> float:
 # second half); their occupancies agree within their errors (z-score per phase) if the sampler
 # is not trapped: nothing in the starts favours a phase.
 #
-# **Free energy per phase** (`slt.phases`). The draws at every level are labelled by phase. With
+# **Free energy per phase** (`slt.estimators.phases`). The draws at every level are labelled by phase. With
 # `Z_a(beta)` the partition function restricted to phase a,
 # `d log Z_a / d beta = -E_{beta,a}[n L_n]`, so
 # `F_a - F_b = -log(P_beta0(a) / P_beta0(b)) + int_beta0^1 (E_{beta,a} - E_{beta,b})[n L_n] dbeta`

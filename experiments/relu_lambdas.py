@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from slt.cli import configure_jax
 
     configure_jax()
-    from slt import config, runs
+    from slt.pipeline import config, runs
 
     rows = []
     for seed in args.seeds:
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
                 + ([f"llc.max_steps={args.max_steps}"] if args.max_steps else []))
             t0 = time.perf_counter()
             ctx = runs.build_context(cfg)
-            from slt.stages import llc as stage
+            from slt.pipeline.stages import llc as stage
 
             out = stage.run(ctx).summary["llc"]
             rows.append({"truth": name, "derived": derived, "seed": seed, "n": args.n,

@@ -5,7 +5,7 @@ numpyro NUTS in float64 on the restricted coordinates only (everything else held
     python experiments/restricted_nuts_check.py [--samples 20000] [--out benchmarks/restricted_nuts.json]
 
 Cases (n = 1000, x ~ U[-1, 1]^2, sigma = 1, nbeta = n / log n, gamma = 1, w* = the minimiser of
-L_n next to the truth, slt.learning_coefficient.refine_point):
+L_n next to the truth, slt.estimators.learning_coefficient.refine_point):
   generic: two active nodes w1 = (0.6, 0.8), b1 = -0.3; w2 = (-0.8, 0.6), b2 = 0.2; q = (1, 1), c = 0
   dead q2: the same first node, q2 = 0 (node 2 does not reach the output: its input weights are
            flat directions of L_n, held only by gamma)
@@ -24,8 +24,10 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from slt import data, diagnostics, models, restricted  # noqa: E402
-from slt import learning_coefficient as lc  # noqa: E402
+from slt import data, models
+from slt.samplers import diagnostics
+from slt.estimators import restricted  # noqa: E402
+from slt.estimators import learning_coefficient as lc  # noqa: E402
 from slt.posterior import Problem  # noqa: E402
 
 TRUTHS = {

@@ -62,10 +62,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from slt import config as config_mod
-from slt import progress, runs
-from slt import sweep as sweep_mod
-from slt.optimize import train
+from slt.pipeline import config as config_mod
+from slt import progress
+from slt.pipeline import runs
+from slt.cli import sweep as sweep_mod
+from slt.estimators.optimize import train
 
 ROOT = Path(os.environ.get("SLT_REPO", Path.cwd()))
 if not (ROOT / "configs").is_dir():

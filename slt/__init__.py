@@ -7,8 +7,8 @@
 
 The public API is ``__all__`` below: each name is one line of ``_PUBLIC`` (where it lives),
 imported on first use. The modules behind it are public too where their docstrings say so
-(the estimators, samplers, ``slt.config``); a module or name starting with ``_`` is private
-and may change without notice (``slt.config._schema``, ``slt.stages._llc_common``, ...).
+(the estimators, samplers, ``slt.pipeline.config``); a module or name starting with ``_`` is private
+and may change without notice (``slt.pipeline.config._schema``, ``slt.pipeline.stages._llc_common``, ...).
 """
 from slt._version import __version__
 from slt.results import Run, Sweep, load, load_sweep  # stdlib-only: cheap to import
@@ -17,10 +17,10 @@ from slt.results import Run, Sweep, load, load_sweep  # stdlib-only: cheap to im
 _PUBLIC = {
     "Problem": "slt.posterior:Problem",                      # model + likelihood + prior + data
     "run": "slt.api:run",                                    # the slt run pipeline on a Problem
-    "ConfigError": "slt.config:ConfigError",                 # bad config input (one line, key path)
-    "estimate_llc": "slt.learning_coefficient:estimate_llc",  # the LLC of any loss function
-    "llc_for_problem": "slt.learning_coefficient:llc_for_problem",
-    "LLCResult": "slt.learning_coefficient:LLCResult",
+    "ConfigError": "slt.pipeline.config:ConfigError",        # bad config input (one line, key path)
+    "estimate_llc": "slt.estimators.learning_coefficient:estimate_llc",  # the LLC of any loss function
+    "llc_for_problem": "slt.estimators.learning_coefficient:llc_for_problem",
+    "LLCResult": "slt.estimators.learning_coefficient:LLCResult",
 }
 
 __all__ = ["ConfigError", "LLCResult", "Problem", "Run", "Sweep", "__version__", "estimate_llc",

@@ -12,7 +12,7 @@ N(0, prior_std^2) prior, and the data::
 ``config`` is the YAML config as a dict, without the sections the problem replaces
 (``model.widths``/``activation``/``bias``, ``truth``, ``data``); the same stages run as for
 ``slt run`` and write the same run directory, and the result is the same :class:`slt.Run`
-that ``slt.load`` returns. Bad input raises ``ValueError`` (``slt.config.ConfigError`` for a
+that ``slt.load`` returns. Bad input raises ``ValueError`` (``slt.pipeline.config.ConfigError`` for a
 config key) naming the problem, before any sampling.
 """
 from __future__ import annotations
@@ -42,8 +42,9 @@ def run(problem, config: dict | None = None, *, name: str | None = None, out: st
     """
     import numpy as np
 
-    from slt import config as config_mod
-    from slt import progress, runs
+    from slt.pipeline import config as config_mod
+    from slt import progress
+    from slt.pipeline import runs
     from slt.posterior import Problem
 
     if not isinstance(problem, Problem):

@@ -11,7 +11,7 @@ Conventions (science.md), with ``z = f(x, w)`` the network's output:
                  H   = diag(p) - p p^T,   p = softmax(z)
 
 No constant is dropped: free energies stay comparable with closed forms and references.
-``I(w) = E_x[J^T H J]`` with ``J = d z / d w`` (:mod:`slt.fisher`).
+``I(w) = E_x[J^T H J]`` with ``J = d z / d w`` (:mod:`slt.estimators.fisher`).
 
 Targets are stored as float arrays ``y`` of shape (n, d_out) (gaussian) or (n, 1) (labels, as
 exact small integers in floating point), so every problem slices, shards and pads alike.

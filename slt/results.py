@@ -59,14 +59,14 @@ class Run:
 
     @property
     def headline(self) -> dict:
-        """The headline numbers as one flat record (:func:`slt.report.headline`)."""
-        from slt.report import headline
+        """The headline numbers as one flat record (:func:`slt.cli.report.headline`)."""
+        from slt.cli.report import headline
 
         return headline(self.summary)
 
     def report(self) -> str:
-        """The text summary the command printed (:func:`slt.report.format_summary`)."""
-        from slt.report import format_summary
+        """The text summary the command printed (:func:`slt.cli.report.format_summary`)."""
+        from slt.cli.report import format_summary
 
         return format_summary(self.summary, self.path)
 
@@ -97,9 +97,9 @@ class Sweep:
 
     def table(self):
         """One record per point: ``n``, ``seed``, the headline numbers
-        (:func:`slt.report.headline`) and ``run_dir``; a pandas DataFrame when pandas is
+        (:func:`slt.cli.report.headline`) and ``run_dir``; a pandas DataFrame when pandas is
         importable, else a list of dicts."""
-        from slt.report import headline
+        from slt.cli.report import headline
 
         records = []
         for run in self.points:
@@ -114,7 +114,7 @@ class Sweep:
 
     def report(self) -> str:
         """The text summary ``slt sweep`` printed."""
-        from slt.report import format_summary, read_summary
+        from slt.cli.report import format_summary, read_summary
 
         return format_summary(read_summary(self.path), self.path)
 

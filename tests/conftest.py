@@ -78,6 +78,6 @@ def _release_compiled_programs():
             for value in list(vars(module).values()):
                 if isinstance(value, functools._lru_cache_wrapper):
                     value.cache_clear()
-    if "slt.llc_batch" in sys.modules:
-        sys.modules["slt.llc_batch"].clear_caches()
+    if "slt.estimators.llc_batch" in sys.modules:
+        sys.modules["slt.estimators.llc_batch"].clear_caches()
     gc.collect()

@@ -16,7 +16,8 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)   # rounding-level agreement, not chaos-amplified
     import jax.numpy as jnp
     import numpy as np
-    from slt import models, samplers
+    from slt import models
+    from slt.samplers import nuts as samplers
     from slt.data import Dataset
     from slt.posterior import Problem
 

@@ -1,4 +1,4 @@
-"""Exact learning coefficients (slt.exact): public check values of science.md (exact answers
+"""Exact learning coefficients (slt.estimators.exact): public check values of science.md (exact answers
 2, 3, 5, 6, 7), Aoyagi 2024 against reduced-rank regression and against brute force over
 rank profiles. Pure Python: no jax, no sampling."""
 import itertools
@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from slt.exact import (DLNCoefficient, dln_lambda, dln_lambda_bruteforce, normal_crossing_lambda,
+from slt.estimators.exact import (DLNCoefficient, dln_lambda, dln_lambda_bruteforce, normal_crossing_lambda,
                        regular_lambda, rrr_lambda, rrr_multiplicity, tanh_lambda)
 
 # science.md, exact answer 5: (widths, r, lambda, multiplicity or None when not published)
@@ -49,7 +49,7 @@ def test_rrr_public_values():
 
 
 def test_old_import_path_still_works():
-    from slt.learning_coefficient import rrr_lambda as old
+    from slt.estimators.learning_coefficient import rrr_lambda as old
     assert old is rrr_lambda
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import slt
-from slt import health, learning_coefficient as lc, likelihoods
+from slt import likelihoods
+from slt.samplers import health
+from slt.estimators import learning_coefficient as lc
 
 N = 200
 

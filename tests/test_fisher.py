@@ -1,9 +1,10 @@
 """Fisher information: ranks at known strata, all with the single default tolerance
-``slt.fisher.RTOL``; the nullity is explained by its sources and the count adds up."""
+``slt.estimators.fisher.RTOL``; the nullity is explained by its sources and the count adds up."""
 import numpy as np
 import pytest
 
-from slt import fisher, models
+from slt import models
+from slt.estimators import fisher
 
 RELU2 = models.make_mlp([2, 2, 1])
 
@@ -144,7 +145,7 @@ def test_posterior_fisher_ranks_per_draw():
 def test_fisher_stage_summary(tiny_config, tmp_path):
     import json
 
-    from slt import config, runs
+    from slt.pipeline import config, runs
 
     path = tiny_config(fisher={"at": "truth", "population": True, "population_n": 3000})
     run_dir = runs.execute(config.load(path), stages=["fisher"], out_dir=tmp_path / "runs")
@@ -168,7 +169,7 @@ def test_explanation_adds_up_on_random_networks():
     @settings(max_examples=30, deadline=None)
     @given(st.sampled_from(SPECS), st.integers(0, 2 ** 31 - 1))
     def check(spec, seed):
-        from slt import symmetry
+        from slt.estimators import symmetry
 
         rng = np.random.default_rng(seed)
         d_in, h, d_out = spec.widths
@@ -197,7 +198,7 @@ def test_explanation_adds_up_on_random_networks():
 def test_fisher_stage_posterior(tiny_config, tmp_path):
     import json
 
-    from slt import config, runs
+    from slt.pipeline import config, runs
 
     path = tiny_config(fisher={"at": "posterior", "num_draws": 20})
     run_dir = runs.execute(config.load(path), stages=["fisher"], out_dir=tmp_path / "runs")
@@ -212,7 +213,8 @@ def test_fisher_stage_posterior(tiny_config, tmp_path):
 
 def test_fisher_posterior_reuses_the_sample_stages_draws(tiny_config, tmp_path, monkeypatch):
     """`slt run` with fisher.at: posterior samples the posterior once, not once per stage."""
-    from slt import config, runs, samplers
+    from slt.pipeline import config, runs
+    from slt.samplers import nuts as samplers
 
     calls = []
     real = samplers.sample

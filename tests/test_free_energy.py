@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from slt import data, free_energy as fe, models, samplers, tempered
+from slt import data, models
+from slt.estimators import free_energy as fe
+from slt.samplers import nuts as samplers, tempered
 from slt.posterior import Problem
 
 
@@ -170,7 +172,7 @@ def test_stage_summary_keys_and_figure(tiny_config, tmp_path, init):
     """summary.json gains free_energy{...} and lambda{...}; exact is null for a ReLU net."""
     import json
 
-    from slt import config as config_mod, runs
+    from slt.pipeline import config as config_mod, runs
 
     path = tiny_config(free_energy={"num_betas": 4, "num_chains": 2, "num_warmup": 20, "num_samples": 20,
                                     "init": init},

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import influence, models
-from slt import learning_coefficient as lc
+from slt import models
+from slt.estimators import influence
+from slt.estimators import learning_coefficient as lc
 from slt.data import Dataset
 from slt.posterior import Problem
 
@@ -112,7 +113,7 @@ def test_susceptibility_matches_the_exact_linear_response(seed, n, d, sigma, gam
 def test_susceptibility_equals_the_finite_difference_on_a_relu_network():
     """Fluctuation-dissipation: -nbeta Cov(phi, L' - L_n) from the draws at h = 0 against
     (E_{+eps}[phi] - E_{-eps}[phi]) / (2 eps) from independent chains on L_{+-eps}."""
-    from slt.optimize import train
+    from slt.estimators.optimize import train
 
     rng = np.random.default_rng(31)
     n = 160

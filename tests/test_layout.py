@@ -13,8 +13,8 @@ NAMED_LAYER = {   # modules outside the layer folders (longest matching prefix w
     "slt._version": 0, "slt.models": 0, "slt.likelihoods": 0, "slt.data": 0,
     "slt.posterior": 1,   # the Problem and its target densities build the kernels' State
     "slt.progress": 0, "slt.setup_jax": 0, "slt.plots": 0,
-    "slt.config": 4, "slt.runs": 4, "slt.stages": 4,
-    "slt.sweep": 5, "slt.report": 5, "slt.calibrate": 5, "slt.api": 5, "slt.results": 5,
+    "slt.pipeline.config": 4, "slt.pipeline.runs": 4, "slt.pipeline.stages": 4,
+    "slt.cli.sweep": 5, "slt.cli.report": 5, "slt.cli.calibrate": 5, "slt.api": 5, "slt.results": 5,
 }
 OUTSIDE = ("benchmarks", "experiments", "tests", "notebook_util", "build_notebooks")
 
@@ -136,5 +136,5 @@ def test_public_api_resolves_and_import_stays_cheap():
 
     for name in slt.__all__:
         assert getattr(slt, name) is not None, name
-    for name in importlib.import_module("slt.config").__all__:
-        assert hasattr(importlib.import_module("slt.config"), name), name
+    for name in importlib.import_module("slt.pipeline.config").__all__:
+        assert hasattr(importlib.import_module("slt.pipeline.config"), name), name

@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import data, fisher, free_energy as fe, learning_coefficient as lc, likelihoods, models, samplers, tempered
-from slt.config import ConfigError
+from slt import data, likelihoods, models
+from slt.estimators import fisher, free_energy as fe, learning_coefficient as lc
+from slt.samplers import nuts as samplers, tempered
+from slt.pipeline.config import ConfigError
 from slt.posterior import Problem
 
 Z_MAX = 4.0
@@ -253,7 +255,7 @@ def test_problem_bad_input_is_a_value_error():
 def test_config_label_errors(tmp_path, tiny_config):
     import yaml
 
-    from slt import config
+    from slt.pipeline import config
 
     def load(**model):
         raw = yaml.safe_load(tiny_config().read_text())
@@ -271,7 +273,7 @@ def test_config_label_errors(tmp_path, tiny_config):
         raw["model"]["likelihood"] = "bernoulli"
         raw.pop("truth")
         raw["data"] = {"file": "d.npz"}
-        from slt import runs
+        from slt.pipeline import runs
 
         cfg = config.from_dict(raw, base_dir=tmp_path)
         with pytest.raises(ConfigError, match=match):
@@ -292,7 +294,7 @@ def test_python_run_is_bit_identical_to_the_cli_run(tmp_path, tiny_config):
     import yaml
 
     import slt
-    from slt import config, runs
+    from slt.pipeline import config, runs
 
     path = tiny_config()
     cfg = config.load(path, ["output.figures=false"])

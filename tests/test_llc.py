@@ -16,8 +16,8 @@ import pytest
 from scipy import integrate
 
 from slt import data, models
-from slt import learning_coefficient as lc
-from slt import lambda_hat as lambda_hat_mod
+from slt.estimators import learning_coefficient as lc
+from slt.estimators import lambda_hat as lambda_hat_mod
 from slt.posterior import Problem
 
 Z_MAX = 5.0
@@ -316,7 +316,8 @@ def test_cli_calibrate_writes_grid(tmp_path):
 
 
 def test_bad_llc_input_is_a_config_error(tmp_path):
-    from slt import cli, config
+    from slt import cli
+    from slt.pipeline import config
 
     path = _rrr_config(tmp_path, at="params", params=[{"W": [[1.0, 2.0]]}, {"W": [[1.0]]}])
     with pytest.raises(config.ConfigError, match="llc.params"):

@@ -1,4 +1,4 @@
-"""lambda_hat's data subsets as one batched program (slt.llc_batch, issue 18 item 4) and the
+"""lambda_hat's data subsets as one batched program (slt.estimators.llc_batch, issue 18 item 4) and the
 "n too small" flag (item 5)."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from slt import data, models
-from slt import learning_coefficient as lc
-from slt import lambda_hat as lambda_hat_mod
-from slt import llc_batch
+from slt.estimators import learning_coefficient as lc
+from slt.estimators import lambda_hat as lambda_hat_mod
+from slt.estimators import llc_batch
 from slt.posterior import Problem
 
 
@@ -112,7 +112,7 @@ def test_stage_and_terminal_say_when_n_is_too_small(tmp_path, monkeypatch):
     import json
 
     import slt
-    from slt import report
+    from slt.cli import report
 
     monkeypatch.setattr(lambda_hat_mod, "lambda_hat", lambda *a, **k: _lam(0.09, 0.26))
 

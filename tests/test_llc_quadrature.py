@@ -1,4 +1,4 @@
-"""The quadrature reference (slt.quadrature) against closed forms and independent 1-D
+"""The quadrature reference (slt.estimators.quadrature) against closed forms and independent 1-D
 integrals, and slt's default LLC sampler against the quadrature on cross-shaped singular
 targets (issue 18 item 3), with tolerances from the reported standard error."""
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from slt.quadrature import gaussian_llc, llc_quadrature, vectorize
+from slt.estimators.quadrature import gaussian_llc, llc_quadrature, vectorize
 
 integrate = pytest.importorskip("scipy.integrate")
 
@@ -129,13 +129,13 @@ def _cross_case(a, b, seed, n=1000):
 @pytest.mark.parametrize("powers,seed", [((1, 5), 0), ((3, 3), 1), ((1, 2), 2)])
 def test_default_hmc_matches_quadrature_on_cross_shaped_targets(powers, seed):
     """The default LLC (HMC, num_draws auto) on normal crossings whose arms stiffen like
-    nbeta |w2|^(2b): before the multi-scale steps of slt.localized_hmc these read 5-15% low
+    nbeta |w2|^(2b): before the multi-scale steps of slt.kernels.localized_hmc these read 5-15% low
     with z down to -4 (benchmarks/llc_singular.md). |z| < 4 with the reported
     stderr = max(mcse, std / sqrt(num_chains)) (the llc stage's)."""
     import jax
     import jax.numpy as jnp
 
-    from slt import learning_coefficient as lc
+    from slt.estimators import learning_coefficient as lc
 
     loss_jax, stats, loss_np = _cross_case(*powers, seed)
     nbeta = lc.default_nbeta(1000)

@@ -1,4 +1,4 @@
-"""The LLC along training (slt.llc_trajectory, ``llc.checkpoints``).
+"""The LLC along training (slt.estimators.llc_trajectory, ``llc.checkpoints``).
 
 Statistical tolerances as in tests/test_llc.py: the Monte Carlo standard error of an estimate
 is max(ESS-based MCSE, between-chain se); a z-score of Z_MAX = 5 has a false-alarm rate far
@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from slt import data, models
-from slt import learning_coefficient as lc
-from slt import llc_trajectory as lt
+from slt.estimators import learning_coefficient as lc
+from slt.estimators import llc_trajectory as lt
 from slt.posterior import Problem
 
 Z_MAX = 5.0
@@ -56,8 +56,8 @@ def _tanh_problem(n=200):
 
 def test_train_checkpoints_are_the_optimiser_iterates():
     """SGD: w_1 = w_0 - lr grad L_n(w_0), and the kept points are the scan's iterates (the
-    last one equals the plain Adam loop of slt.optimize from the same start)."""
-    from slt.optimize import _adam
+    last one equals the plain Adam loop of slt.estimators.optimize from the same start)."""
+    from slt.estimators.optimize import _adam
 
     p = _tanh_problem()
     w0 = p.prior_std * jax.random.normal(jax.random.key(7), (p.d,), p.x.dtype)
@@ -150,7 +150,8 @@ def _config(tmp_path, **llc):
     ({"train": {"optimizer": "adamw"}}, "llc.train.optimizer", "adam"),
 ])
 def test_trajectory_config_errors(tmp_path, capsys, llc, key, words):
-    from slt import cli, config
+    from slt import cli
+    from slt.pipeline import config
 
     path = _config(tmp_path, **llc)
     with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):

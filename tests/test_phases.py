@@ -1,4 +1,4 @@
-"""Per-phase free energies (slt.phases) on a 1-D double well whose restricted partition functions
+"""Per-phase free energies (slt.estimators.phases) on a 1-D double well whose restricted partition functions
 are computed by quadrature: prior N(0, S^2), ``n L_n(w) = min(K1/2 (w - M1)^2 + C1,
 K2/2 (w + M2)^2 + C2)`` (a narrow deep basin at +M1, a wide shallower one at -M2), phases = sign
 of w. Exact i.i.d. draws at every beta come from the inverse CDF on the grid, so every error
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from slt import phases
+from slt.estimators import phases
 
 S, M1, K1, C1, M2, K2, C2 = 2.0, 1.5, 400.0, 0.0, 1.0, 40.0, 0.8
 W = np.linspace(-12, 12, 240000)   # no grid point at w = 0

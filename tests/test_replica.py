@@ -1,4 +1,4 @@
-"""Replica exchange (slt.replica): mode weights of a two-component mixture against the exact
+"""Replica exchange (slt.samplers.replica): mode weights of a two-component mixture against the exact
 answer, the swap ratio, the equal-barrier ladder on a Gaussian (exact: equal spacing in log
 beta), NaN chains withheld, bad input."""
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import replica
+from slt.samplers import replica
 
 S, MU, SIG, P_A = 5.0, 3.0, 0.3, 0.3   # prior sd; modes at -MU (weight P_A) and +MU, sd SIG
 

@@ -1,13 +1,14 @@
-"""Free energy from replica ladders (slt.replica_free_energy) against the closed-form F_n of
+"""Free energy from replica ladders (slt.estimators.replica_free_energy) against the closed-form F_n of
 Bayesian linear regression."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import free_energy as fe
-from slt import models, replica
-from slt import replica_free_energy as rfe
+from slt.estimators import free_energy as fe
+from slt import models
+from slt.samplers import replica
+from slt.estimators import replica_free_energy as rfe
 from slt.data import Dataset
 from slt.posterior import Problem
 
@@ -54,7 +55,7 @@ def test_stage_replica_path_matches_the_closed_form(tmp_path):
     """``free_energy.sampler: replica`` through the stage: TI and stepping stone from the
     ladders, SMC independently, all within 0.1 nats and their errors of the exact F_n of
     linear regression; WBIC and the lambda window from their own chains; the agreement record."""
-    from slt import config, runs
+    from slt.pipeline import config, runs
 
     cfg = config.load("configs/linreg_free_energy.yaml",
                       ["free_energy.sampler=replica", "free_energy.num_warmup=300", "free_energy.num_samples=400",

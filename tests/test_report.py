@@ -1,11 +1,11 @@
-"""What a researcher sees at the end of a command: slt.report.format_summary on hand-made
+"""What a researcher sees at the end of a command: slt.cli.report.format_summary on hand-made
 summaries, and the CLI's default / --quiet / --json output on tiny runs."""
 import json
 
 import pytest
 
 from slt import cli
-from slt.report import format_summary, headline
+from slt.cli.report import format_summary, headline
 
 WARNINGS = [
     "sample: 28 divergent transitions (28.0% of draws); estimates may be biased",
@@ -169,8 +169,8 @@ def test_posterior_nodes_figure_shapes_and_skips(widths, activation, drawn):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from slt import config, runs
-    from slt.stages.sampling import posterior_nodes_figure
+    from slt.pipeline import config, runs
+    from slt.pipeline.stages.sampling import posterior_nodes_figure
 
     raw = {"name": "p", "model": {"widths": widths, "activation": activation},
            "truth": {"random": {"seed": 1}}, "data": {"n": 30}}
@@ -192,7 +192,8 @@ def test_picture_nodes_tanh_sign_symmetry():
     import jax.numpy as jnp
     import numpy as np
 
-    from slt import models, symmetry
+    from slt import models
+    from slt.estimators import symmetry
 
     spec = models.make_mlp([3, 2, 1], "tanh", True)
     w = jnp.asarray(np.random.default_rng(1).normal(size=models.num_params(spec)), jnp.float32)

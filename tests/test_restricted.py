@@ -1,5 +1,5 @@
-"""Weight-restricted and data-refined LLCs (slt.restricted) against their exact Gaussian
-answers (slt.exact.restricted_llc_gaussian; derivation in notes/restricted_llc.md).
+"""Weight-restricted and data-refined LLCs (slt.estimators.restricted) against their exact Gaussian
+answers (slt.estimators.exact.restricted_llc_gaussian; derivation in notes/restricted_llc.md).
 
 Tolerance: |estimate - exact| <= Z_MAX standard errors, the standard error max(ESS-based MCSE,
 between-chain se) as in tests/test_llc.py; the cases below were written once and not tuned.
@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import exact, models, restricted
-from slt import learning_coefficient as lc
+from slt import models
+from slt.estimators import exact, restricted
+from slt.estimators import learning_coefficient as lc
 from slt.data import Dataset
 from slt.posterior import Problem
 
@@ -217,7 +218,7 @@ def test_the_llc_stage_writes_the_restricted_per_layer_and_refined_estimates(tmp
 
 def test_slt_run_on_a_python_model_refuses_unknown_leaf_names(tmp_path):
     import slt
-    from slt.config import ConfigError
+    from slt.pipeline.config import ConfigError
 
     params = {"hidden": jnp.ones((2, 3)), "head": jnp.ones((3,))}
     x = jax.random.normal(jax.random.key(0), (40, 2))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from slt import cli, config, runs
+from slt import cli
+from slt.pipeline import config, runs
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

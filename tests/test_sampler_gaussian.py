@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import data, diagnostics, models, samplers
+from slt import data, models
+from slt.samplers import diagnostics, nuts as samplers
 from slt.posterior import Problem
 
 Z_MAX = 5.0

@@ -1,4 +1,4 @@
-"""Screened chain starts (``sampler.init: screen``, :func:`slt.optimize.screened_starts`).
+"""Screened chain starts (``sampler.init: screen``, :func:`slt.estimators.optimize.screened_starts`).
 
 Exact answer: for Bayesian linear regression the tempered potential is convex, so every
 candidate must reach its unique minimum, the tempered posterior mode m_beta (science.md).
@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import data, models, optimize
+from slt import data, models
+from slt.estimators import optimize
 from slt.posterior import Problem
 
 

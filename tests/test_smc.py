@@ -1,4 +1,4 @@
-"""Adaptive tempered SMC (slt/smc.py) against exact free energies: Bayesian linear regression
+"""Adaptive tempered SMC (slt/samplers/smc.py) against exact free energies: Bayesian linear regression
 (science.md, item 1) and a 1-D conjugate Gaussian written against the generic interface."""
 import math
 
@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt import data, free_energy as fe, models, smc
+from slt import data, models
+from slt.estimators import free_energy as fe
+from slt.samplers import smc
 from slt.posterior import Problem
 
 
@@ -117,7 +119,7 @@ def test_next_beta_hits_target_ess():
 
 # ----------------------------------------------------------------------------- stage and config
 def test_agreement_record_names_the_disagreeing_pair():
-    from slt.stages.free_energy import agreement
+    from slt.pipeline.stages.free_energy import agreement
 
     warnings = []
     rec = agreement({"ti": 10.0, "ti_stderr": 0.1, "stepping_stone": 10.1, "stepping_stone_stderr": 0.1,
@@ -134,7 +136,7 @@ def test_agreement_record_names_the_disagreeing_pair():
 def test_stage_reports_smc_and_agreement(tiny_config, tmp_path):
     import json
 
-    from slt import config as config_mod, runs
+    from slt.pipeline import config as config_mod, runs
 
     path = tiny_config(free_energy={"num_betas": 4, "num_chains": 2, "num_warmup": 20, "num_samples": 20,
                                     "init": "prior", "methods": ["ti", "stepping_stone", "smc"],

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from slt import config as config_mod
-from slt import sweep as sweep_mod
+from slt.pipeline import config as config_mod
+from slt.cli import sweep as sweep_mod
 
 TINY = {
     "name": "lin",
@@ -91,7 +91,7 @@ def test_second_sweep_on_the_same_directory_is_refused(tmp_path):
     nothing; once the holder is gone (its lock dies with it) the sweep runs."""
     import fcntl
 
-    from slt.runs import RunError
+    from slt.pipeline.runs import RunError
 
     cfg = _cfg(sweep={"n": [40]})
     root = tmp_path / "lin-sweep"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from slt import models, symmetry
+from slt import models
+from slt.estimators import symmetry
 
 X = np.random.default_rng(0).uniform(-1, 1, (64, 3))
 

@@ -8,14 +8,14 @@ independently of the state keep the chain exact (Bou-Rabee & Sanz-Serna 2017). E
 above ``DIVERGENCE`` count as divergent.
 
 ``jitter`` defaults to ``JITTER = 0.5`` (fixed ``num_steps``: tempered grid, replica, SMC); the
-LLC passes 0.2 (:mod:`slt.localized_hmc`). One value was measured against (issue 19): tempered
+LLC passes 0.2 (:mod:`slt.kernels.localized_hmc`). One value was measured against (issue 19): tempered
 HMC on linreg, 24 betas x 4 chains x 600 draws, 4 leapfrog steps: mean ESS of ``n L_n`` 821 at
 0.5, 294 at 0.2 (2 steps: 1206 vs 1464).
 
-Multi-scale steps (``max_steps``, the LLC's kernel, :mod:`slt.localized_hmc`): with probability
+Multi-scale steps (``max_steps``, the LLC's kernel, :mod:`slt.kernels.localized_hmc`): with probability
 ``SMALL_STEP_PROB`` a transition takes ``h = eps / max_steps^u`` (u the jitter's uniform) and
 ``ceil(num_steps eps / h)`` steps, at most ``max_steps``. ``watch_nonfinite`` reports whether
-``L_n`` or its gradient was NaN at a finite point of a calm trajectory (:mod:`slt.health`).
+``L_n`` or its gradient was NaN at a finite point of a calm trajectory (:mod:`slt.samplers.health`).
 
 Not blackjax 1.7.1's ``hmc`` (measured no faster: 4.29 vs 4.30 s, 64 chains x 500 transitions x
 8 steps, relu posterior, CPU): it has no jitter, multi-scale step, NaN flag or ``L_n`` slot. One

@@ -27,7 +27,7 @@ class State(NamedTuple):
 
 
 def model_nan(state: State) -> jax.Array:
-    """``L`` or its gradient is NaN at a finite position: a hole in the target (:mod:`slt.health`
+    """``L`` or its gradient is NaN at a finite position: a hole in the target (:mod:`slt.samplers.health`
     withholds the estimate) when reached from a calm state; a diverging trajectory can also
     overflow into NaN (inf - inf), which :func:`slt.kernels.hmc.step` tells apart by the energy error before it."""
     return (jnp.all(jnp.isfinite(state.position))

@@ -37,8 +37,8 @@ def _pause(marker: str, where: Path) -> None:
 
 
 def install(spec: str, marker: str) -> None:
-    """Wrap ``slt.runs.atomic_write`` (``runs.execute`` looks it up at call time)."""
-    from slt import runs
+    """Wrap ``slt.pipeline.runs.atomic_write`` (``runs.execute`` looks it up at call time)."""
+    from slt.pipeline import runs
 
     name, k, *mode = spec.split(":")
     k, partial = int(k), mode == ["partial"]

@@ -130,7 +130,7 @@ def summaries(root: Path) -> dict[Path, Path]:
 
 
 def complete_points(root: Path) -> list[Path]:
-    from slt.runs import is_complete
+    from slt.pipeline.runs import is_complete
 
     return sorted(d for d in summaries(root) if is_complete(d))
 

@@ -150,7 +150,7 @@ def test_concurrent_runs_get_separate_directories(tmp_path):
 
 RESERVE = textwrap.dedent("""
     import sys, time
-    from slt.runs import reserve_dir
+    from slt.pipeline.runs import reserve_dir
     start = float(sys.argv[2])
     while time.time() < start:
         pass

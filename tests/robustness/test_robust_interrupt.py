@@ -17,7 +17,7 @@ import signal
 import pytest
 
 from robust_util import COUNTS, has_sweep, run_cli, tiny, write_config
-from slt import runs
+from slt.pipeline import runs
 
 
 @pytest.fixture
@@ -51,14 +51,14 @@ def test_ctrl_c_inside_atomic_write_stays_a_keyboard_interrupt(tmp_path, monkeyp
     COUNTS["interrupt cases"] += 1
 
 
-@pytest.mark.skipif(not has_sweep(), reason="slt/sweep.py not written yet")
+@pytest.mark.skipif(not has_sweep(), reason="slt/cli/sweep.py not written yet")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the drop we provoke
 @pytest.mark.parametrize("then", ["goes on", "fails otherwise"])
 def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, monkeypatch, then, default_sigint):
     """SIGINT handled inside a gc callback: Python prints "Exception ignored" and goes on. The
     CLI remembers it, and the sweep stops at the next checkpoint: exit 130, one line, no more
     points computed. Likewise when the code that swallowed it then fails with another error."""
-    from slt import sweep
+    from slt.cli import sweep
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     cfg = write_config(tmp_path, tiny(free_energy={"num_betas": 2, "num_chains": 2, "num_warmup": 20,

@@ -483,7 +483,7 @@ def test_malformed_run(c):
     check_rejected("run", c)
 
 
-@pytest.mark.skipif(not has_sweep(), reason="slt/sweep.py not written yet")
+@pytest.mark.skipif(not has_sweep(), reason="slt/cli/sweep.py not written yet")
 @settings(BATTERY, max_examples=120)
 @given(c=cases("sweep"))
 def test_malformed_sweep(c):

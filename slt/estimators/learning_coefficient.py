@@ -1,0 +1,649 @@
+"""The local learning coefficient (LLC) at a point w* (Lau, Furman, Wang, Murfet, Wei,
+arXiv:2308.12108, AISTATS 2025)::
+
+    llc(w*) = nbeta (E_{w | w*, nbeta, gamma}[L(w)] - L(w*))
+    p(w | w*) ∝ exp(-nbeta L(w) - (gamma/2) ||w - w*||^2)
+
+``nbeta = n beta``; the default is ``n / log n`` (beta* = 1/log n, WBIC's temperature).
+devinterp instead defaults to ``B / log B`` for the batch size B: pass ``nbeta`` to match it.
+
+Samplers (all chains vmapped in ONE compiled program, draws by ``lax.scan``, chains sharded
+over local devices; the programs live in :mod:`slt.samplers.llc_chains`): ``"hmc"`` (default; exact,
+trajectories as long as the flat directions, :mod:`slt.kernels.localized_hmc`), ``"mala"`` (exact,
+self-tuning, but a random walk along flat directions), ``"sgld"`` (devinterp's update, full
+batch or minibatch) and ``"nuts"`` (numpyro's functional ``hmc``), see :mod:`slt.langevin`.
+
+Convergence: every estimate carries a trend test (:func:`trend_test`): the per-chain means of
+the first and second half of the draws must agree to within ``TREND_RTOL`` of the estimate,
+including twice the standard error of their difference. ``num_draws="auto"`` (HMC and MALA)
+continues the same chains, without recompiling, until the test passes or ``max_draws`` is
+reached; a failed test sets ``converged = False`` and a warning.
+
+Control variates (HMC default, d <= ``CV_MAX_D``): the estimate averages ``nbeta (L - L(w*))
+- Z . b`` with Stein functions Z of mean exactly 0 under the localised posterior (built from the
+draw and its gradient) and b fitted on the other chains (:func:`stein_adjust`): the same
+expectation, a fraction of the variance on near-regular directions.
+
+Linear networks (identity activations) with the Gaussian likelihood are evaluated through
+their sufficient statistics (:class:`slt.posterior.LinearStats`): exactly the same ``L_n``,
+at a cost independent of n. Global-lambda estimators (beta slope, log n regression) live in
+:mod:`slt.estimators.free_energy`.
+
+The loss is any ``loss_fn(w)`` (toy potentials: ``K = w1^2 w2^4``) or ``loss_fn(w, data)``
+with ``data`` a pytree argument; :func:`llc_for_problem` wires in a :class:`Problem`.
+
+Float32 suffices: the estimate averages ``L - L(w*)`` over many draws (rounding noise of
+``L`` is ~1e-7 relative, far below the posterior spread ``lambda / nbeta``).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from slt.samplers.llc_chains import (_num_devices_for, _program, initial_step_size,  # noqa: F401 (re-exported)
+                            top_hessian_eigenvalue)
+from slt.posterior import Problem
+
+SAMPLERS = ("hmc", "mala", "sgld", "nuts")
+RESUMABLE = ("hmc", "mala")  # samplers whose chains can be continued (num_draws: auto)
+TREND_RTOL = 0.05   # trend test: |second-half mean - first-half mean| + 2 se <= 5% of the estimate
+TREND_ATOL = 0.02   # ... or this much in LLC units (estimates near 0)
+AUTO_DRAWS = {"hmc": (500, 8000), "mala": (2000, 32000), "sgld": (2000, 2000), "nuts": (2000, 2000)}
+HMC_TARGET_ACCEPT = 0.8
+HMC_MAX_STEPS = 128  # leapfrog steps per HMC transition at most (caps the trajectory at 128 eps)
+CV_MAX_D = 32       # Stein control variates (HMC default) up to this many parameters: d + d^2 of them
+CV_FLOAT_FLOOR = 8.0   # with control variates the MCSE is at least this x nbeta x eps(dtype) x |L|
+MALA_TARGET_ACCEPT = 0.8   # not the Gaussian-optimal 0.574: quartic directions get sticky tails there (notes/llc.md)
+SGLD_TARGET_ACCEPT = 0.99  # its MH acceptance estimate; rare rejections mean a small step-size bias (measured, notes/llc.md)
+
+
+class LLCResult(NamedTuple):
+    """An LLC estimate with its traces and settings. Shapes: C = num_chains, T = num_draws.
+
+    ``mean``/``std``/``mcse`` are None when the estimate is withheld (a chain diverged).
+    """
+
+    mean: Optional[float]        # nbeta (mean loss over all draws - L(w*))
+    std: Optional[float]         # standard deviation of the per-chain estimates (as devinterp)
+    mcse: Optional[float]        # Monte Carlo standard error of ``mean`` (bulk ESS of the loss)
+    per_chain: np.ndarray        # (C,)   per-chain estimates
+    loss_trace: np.ndarray       # (C, T) L at every draw (minibatch SGLD: the batch loss)
+    running_mean: np.ndarray     # (C, T) per-chain running LLC estimate
+    acceptance: np.ndarray       # (C,)   mean MH acceptance (MALA/NUTS) or its estimate (SGLD)
+    step_size: np.ndarray        # (C,)   step size used for the draws (adapted or given)
+    rhat: float                  # split R-hat of the loss across chains
+    ess: float                   # bulk ESS of the loss
+    loss_at_w_star: float        # L(w*)
+    nbeta: float
+    gamma: float
+    sampler: str
+    num_chains: int
+    num_draws: int
+    num_burnin: int
+    num_adapt: int
+    batch_size: Optional[int]
+    diverged: bool
+    warnings: tuple
+    sampling_s: float            # wall time of the compiled run (includes compilation)
+    converged: Optional[bool] = None    # the trend test passed (False when the estimate is withheld)
+    trend: Optional["TrendTest"] = None
+    trajectory_length: Optional[float] = None   # HMC: nominal T = (pi/2)/sqrt(kappa_min)
+    steps_per_draw: Optional[float] = None      # gradient evaluations per draw and chain
+    positions: Optional[np.ndarray] = None      # (C, T', d) the draws (keep_positions; T' = T // thin)
+    observables: Optional[np.ndarray] = None    # (C, T, k) observable_fn at every draw (if given)
+    observables_at_w_star: Optional[np.ndarray] = None   # (k,) observable_fn(w*, data)
+    raw_mean: Optional[float] = None    # control variates on: the plain average nbeta (L - L(w*))
+    raw_mcse: Optional[float] = None    # ... and its Monte Carlo standard error
+
+
+def default_nbeta(n: int) -> float:
+    """``n / log n`` (beta* = 1/log n; WBIC's temperature)."""
+    if n < 2:
+        raise ValueError("nbeta: the default n / log n needs n >= 2")
+    return n / math.log(n)
+
+
+# ----------------------------------------------------------------------------- problems
+def problem_loss(w, problem: Problem):
+    """``L_n(w)`` of a :class:`Problem` (module-level: compiled programs are shared)."""
+    return problem.loss(w)
+
+
+def problem_batch_loss(w, problem: Problem, idx):
+    """``L_n`` on the rows ``idx`` (an unbiased estimate of L_n(w))."""
+    return problem.loss_on(w, problem.x[idx], problem.y[idx])
+
+
+@functools.lru_cache(maxsize=None)
+def _without_data(loss_fn: Callable) -> Callable:
+    return lambda w, data: loss_fn(w)
+
+
+# ----------------------------------------------------------------------------- trend test
+class TrendTest(NamedTuple):
+    """Has the estimate stopped moving? Early-vs-late segments of the same chains.
+
+    ``first``/``second``: the LLC from the first and second half of every chain's draws;
+    ``drift = second - first`` and ``drift_se`` its standard error from the per-chain differences
+    (chains are independent, so no autocorrelation model is needed; one chain: 4 batch means
+    per half). ``converged`` iff ``|drift| + 2 drift_se <= max(rtol |estimate|, atol)``: the
+    drift is small *with confidence*, so a short, noisy run does not pass for lack of power.
+    """
+
+    converged: bool
+    first: float
+    second: float
+    drift: float
+    drift_se: float
+    tolerance: float
+
+
+def trend_test(excess: np.ndarray, rtol: float = TREND_RTOL, atol: float = TREND_ATOL) -> TrendTest:
+    """:class:`TrendTest` of per-draw LLC contributions ``excess = nbeta (L - L(w*))``, (C, T)."""
+    excess = np.asarray(excess, np.float64)
+    num_chains, num_draws = excess.shape
+    half = num_draws // 2
+    if half < 4:
+        return TrendTest(False, math.nan, math.nan, math.nan, math.nan, math.nan)
+    a, b = excess[:, :half], excess[:, half:2 * half]
+    if num_chains >= 2:
+        diffs = b.mean(axis=1) - a.mean(axis=1)
+    else:  # one chain: 4 batch means per half, paired
+        q = half // 4
+        diffs = (b[0, :4 * q].reshape(4, q).mean(1) - a[0, :4 * q].reshape(4, q).mean(1))
+    drift = float(diffs.mean())
+    se = float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    tol = max(rtol * abs(float(excess.mean())), atol)
+    ok = bool(np.isfinite(drift) and abs(drift) + 2.0 * se <= tol)
+    return TrendTest(ok, float(a.mean()), float(b.mean()), drift, se, tol)
+
+
+def trend_consistent(trend: TrendTest) -> bool:
+    """The weaker check for the plain average when control variates decide convergence: its
+    drift is not *significantly* beyond the tolerance (``|drift| - 2 se <= tolerance``), so a
+    trend the plain loss trace shows clearly still fails the run."""
+    return bool(np.isfinite(trend.drift) and abs(trend.drift) - 2.0 * trend.drift_se <= trend.tolerance)
+
+
+# ----------------------------------------------------------------------------- control variates
+@functools.lru_cache(maxsize=None)
+def score_observable(loss_fn: Callable, observable_fn: Callable | None = None) -> Callable:
+    """``(w, data) -> concat(observable_fn(w, data), w, grad L(w))``: what the draw program records
+    per draw for :func:`stein_adjust` (one extra gradient per draw; cached per function pair so
+    the compiled draw program is reused)."""
+    grad = jax.grad(loss_fn)
+
+    def fn(w, data):
+        parts = [] if observable_fn is None else [jnp.atleast_1d(observable_fn(w, data)).astype(w.dtype)]
+        return jnp.concatenate(parts + [w, grad(w, data)])
+
+    return fn
+
+
+def stein_adjust(excess: np.ndarray, w: np.ndarray, grad: np.ndarray, w_star, nbeta: float,
+                 gamma: float) -> Optional[np.ndarray]:
+    """Zero-variance control variates (Assaraf & Caffarel 1999; Mira, Solgi & Imparato 2013) for
+    ``excess = nbeta (L - L(w*))`` (C, T), from the draws ``w`` and ``grad = grad L(w)`` (C, T, d).
+
+    Stein's identity: for the localised posterior ``pi`` and any smooth ``g`` with ``g pi -> 0``,
+    ``E_pi[div g + g . grad log pi] = 0``. With ``u = w - w*``, ``s = grad log pi = -nbeta grad L -
+    gamma u`` and ``g`` constant or linear in u, the d + d^2 functions ``Z = (s_i, u_j s_i +
+    delta_ij)`` have mean exactly 0 under pi, so ``excess - Z . b`` has the same expectation for
+    any ``b``. The b that minimises its variance (least squares of excess on Z) removes every
+    quadratic fluctuation: a Gaussian posterior's ``nbeta (L - L(w*))`` has zero variance after
+    it, and the near-regular directions of a singular model (most of a ReLU network's) lose most
+    of theirs (measured: MCSE 3.9x smaller on a [2, 2, 1] ReLU net, 1.3-1.4x on deep linear and
+    2-parameter singular models).
+
+    Cross-fitted: chain c's ``b`` is fitted on the other chains only, so it is independent of
+    chain c's draws and ``E[excess_c - Z_c . b_(-c)] = E[excess_c]`` exactly (chains are
+    independent): no bias from fitting b. Returns the adjusted (C, T) series (its per-draw
+    values feed the mean, MCSE, per-chain values and trend test as the plain ones did), or None
+    (fewer than 2 chains, or non-finite values: use the plain average)."""
+    excess = np.asarray(excess, np.float64)
+    w, grad = np.asarray(w, np.float64), np.asarray(grad, np.float64)
+    num_chains, num_draws, d = w.shape
+    if num_chains < 2 or num_draws < 8 or not (np.isfinite(excess).all() and np.isfinite(w).all()
+                                                 and np.isfinite(grad).all()):
+        return None
+    u = w - np.asarray(w_star, np.float64)
+    s = -nbeta * grad - gamma * u
+    z = np.concatenate([s, (s[..., :, None] * u[..., None, :]).reshape(num_chains, num_draws, d * d)
+                        + np.eye(d).ravel()], axis=-1)
+    k = z.shape[-1]
+    # per-chain sufficient statistics; chain c's coefficients from the others' pooled moments
+    sz, sx = z.sum(axis=1), excess.sum(axis=1)
+    szz = np.einsum("cti,ctj->cij", z, z)
+    szx = np.einsum("cti,ct->ci", z, excess)
+    out = np.empty_like(excess)
+    for c in range(num_chains):
+        m = np.arange(num_chains) != c
+        count = num_draws * (num_chains - 1)
+        mz, mx = sz[m].sum(0) / count, sx[m].sum() / count
+        czz = szz[m].sum(0) / count - np.outer(mz, mz)
+        czx = szx[m].sum(0) / count - mz * mx
+        scale = np.sqrt(np.clip(np.diag(czz), 0.0, None))
+        keep = scale > 1e-12 * max(float(scale.max()), 1e-300)
+        b = np.zeros(k)
+        if keep.any():
+            a = czz[np.ix_(keep, keep)] / np.outer(scale[keep], scale[keep])
+            b[keep] = np.linalg.lstsq(a, czx[keep] / scale[keep], rcond=1e-9)[0] / scale[keep]
+        out[c] = excess[c] - z[c] @ b
+    return out if np.isfinite(out).all() else None
+
+
+# ----------------------------------------------------------------------------- estimator
+class _Settings(NamedTuple):
+    loss_fn: Callable
+    nbeta: float
+    auto: bool
+    chunk: int
+    cap: int
+    num_burnin: int
+    num_adapt: int
+    target_accept: float
+
+
+def resolve_settings(sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n, gamma, num_draws,
+                     max_draws, num_burnin, num_adapt, step_size, target_accept) -> _Settings:
+    """Check :func:`estimate_llc`'s arguments and fill its defaults (shared with the batched
+    estimator of :mod:`slt.estimators.llc_trajectory`): the loss in ``loss_fn(w, data)`` form, ``nbeta``,
+    whether draws are ``auto``, the first chunk and the cap, burn-in, adaptation, target."""
+    if data is None:
+        loss_fn = _without_data(loss_fn)
+        if batch_loss_fn is not None:
+            raise ValueError("batch_loss_fn needs data (loss_fn(w, data) form)")
+    if nbeta is None:
+        if n is None:
+            raise ValueError("give nbeta, or n for the default n / log n")
+        nbeta = default_nbeta(n)
+    if not nbeta > 0:
+        raise ValueError(f"nbeta must be > 0, got {nbeta}")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    if batch_size is not None:
+        if sampler != "sgld":
+            raise ValueError("minibatches are for SGLD only (MALA, HMC and NUTS need exact gradients)")
+        if batch_loss_fn is None or n is None:
+            raise ValueError("minibatch SGLD needs batch_loss_fn and n")
+    auto = num_draws == "auto"
+    first_chunk, cap = AUTO_DRAWS[sampler]
+    chunk = first_chunk if auto else int(num_draws)
+    cap = chunk if not auto or sampler not in RESUMABLE else int(max_draws or cap)
+    chunk = min(chunk, cap)
+    if num_burnin is None:
+        num_burnin = max(chunk // 10, 50 if sampler == "hmc" else 0)
+    if auto and cap < num_burnin:
+        raise ValueError(f"max_draws ({cap}) must be >= num_burnin ({num_burnin})")
+    if num_adapt is None:   # minibatch SGLD: its MH estimate compares different batches' losses, is
+        # ~0 whatever the step, and dual averaging drove the step to 0 (caught by slt.samplers.health): keep
+        # the curvature step 0.5 / (nbeta lambda_max + gamma) instead
+        num_adapt = ((200 if sampler == "hmc" else 400) if (step_size is None or sampler == "nuts")
+                     and batch_size is None else 0)
+    if target_accept is None:
+        target_accept = {"hmc": HMC_TARGET_ACCEPT, "mala": MALA_TARGET_ACCEPT,
+                         "sgld": SGLD_TARGET_ACCEPT, "nuts": 0.8}[sampler]
+    return _Settings(loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept)
+
+
+def draw_until_converged(draw_chunk: Callable, chunk: int, cap: int, auto: bool,
+                         converged: Callable, progress: Callable | None = None):
+    """``num_draws: auto``: run ``draw_chunk(i) -> (loss, accept, steps)`` (one compiled chunk
+    program, ``chunk`` draws per chain) with the draws doubling each round (1, 1, 2, 4, ...
+    chunks) until ``converged(losses)`` or ``cap`` draws; without ``auto`` one chunk. Returns
+    the lists (losses, accepts, steps) of the chunks' float64 arrays (draws on the last axis)."""
+    losses, accepts, steps = [], [], []
+    done = i = 0
+    while True:
+        for _ in range(1 if done == 0 else max(1, done // chunk)):
+            if done + chunk > cap:
+                break
+            loss, acc, st = draw_chunk(i)
+            losses.append(np.asarray(loss, np.float64))
+            accepts.append(np.asarray(acc, np.float64))
+            steps.append(np.asarray(st, np.float64))
+            done += chunk
+            i += 1
+        if progress is not None:
+            progress(done, cap)
+        if not auto or done + chunk > cap or converged(losses):
+            return losses, accepts, steps
+
+
+def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | None = None,
+                 n: int | None = None, data=None, gamma: float = 1.0, sampler: str = "hmc",
+                 num_chains: int = 8, num_draws: int | str = "auto", max_draws: int | None = None,
+                 num_burnin: int | None = None, num_adapt: int | None = None,
+                 step_size: float | None = None, target_accept: float | None = None,
+                 batch_loss_fn: Callable | None = None, batch_size: int | None = None,
+                 max_tree_depth: int = 8, trajectory_length: float | None = None,
+                 max_steps: int = HMC_MAX_STEPS, progress: Callable | None = None,
+                 keep_positions: bool | int = False, model=None,
+                 observable_fn: Callable | None = None, control_variates: bool | None = None,
+                 trend_atol: float | Callable[[float], float] | None = None) -> LLCResult:
+    """Estimate ``llc(w*) = nbeta (E[L(w)] - L(w*))`` over ``p(w|w*) ∝ exp(-nbeta L - gamma/2 ||w-w*||^2)``.
+
+    Args:
+      key: PRNG key; chain ``c`` runs on ``split(key, num_chains)[c]``.
+      loss_fn: ``loss_fn(w)`` (``data`` None) or ``loss_fn(w, data)``; w a flat (d,) vector.
+        Pass the same function object again to reuse the compiled program.
+      w_star: (d,) the point; every chain starts there.
+      nbeta: ``n * beta``; default ``n / log n`` (needs ``n``).
+      n: number of data rows (default nbeta; minibatch index range).
+      gamma: localisation strength (0: no localisation, e.g. a regular model at its minimiser).
+      sampler: ``"hmc"`` | ``"mala"`` | ``"sgld"`` | ``"nuts"``.
+      num_draws: recorded draws per chain, after ``num_adapt`` adaptation and ``num_burnin``
+        discarded transitions (both start from w*); ``"auto"``: start with
+        ``AUTO_DRAWS[sampler][0]`` and, for HMC and MALA, double the draws by continuing the
+        same chains until the trend test passes or ``max_draws`` (default
+        ``AUTO_DRAWS[sampler][1]``) is reached. SGLD and NUTS cannot be continued: auto means
+        their fixed 2000 draws, still trend-tested.
+      num_burnin: default ``num_draws // 10`` (auto: of the first chunk; HMC at least 50).
+      num_adapt: step-size adaptation steps; default HMC 200, others 400 when ``step_size`` is
+        None (NUTS: always 400; minibatch SGLD: 0, the curvature step), else 0. Dual averaging towards
+        ``target_accept``; MALA also a diagonal preconditioner.
+      step_size: HMC leapfrog step, Langevin ``eps`` (devinterp's ``lr``); None adapts it
+        from the curvature at w*.
+      target_accept: HMC 0.8, MALA 0.8 (0.574 is optimal for Gaussian targets, Roberts &
+        Rosenthal 1998, but under-samples the tails of quartic singular directions: K = w^4
+        came out 11% low there and exact at 0.8); SGLD 0.99 (its MH acceptance estimate: rare
+        rejections mean a small step-size bias); NUTS 0.8.
+      trajectory_length: HMC; default ``(pi/2) / sqrt(gamma + nbeta h_min)`` (a quarter period
+        of the softest direction, :mod:`slt.kernels.localized_hmc`), at most ``max_steps`` leapfrog steps.
+      batch_loss_fn, batch_size: minibatch SGLD, ``batch_loss_fn(w, data, idx)`` with ``idx``
+        (batch_size,) row indices drawn uniformly with replacement per step.
+      progress: optional ``progress(draws_done, draws_cap)`` callback (auto mode).
+      keep_positions: keep the draws in ``result.positions`` (C, T', d) for estimators on the
+        same posterior (:mod:`slt.estimators.influence`); an integer k > 1 keeps every k-th draw
+        (``T' = T // k``). HMC and MALA only. Off (default): the same program and numbers.
+      model: only names parameters in error messages (:func:`slt.samplers.health.param_name`).
+      observable_fn: optional ``observable_fn(w, data) -> (k,)`` evaluated at every recorded
+        draw inside the compiled draw program (HMC and MALA); its values are
+        ``result.observables`` (C, T, k), and its value at w* ``observables_at_w_star``.
+        Pass the same function object again to reuse the compiled program.
+      control_variates: Stein (zero-variance) control variates, :func:`stein_adjust`: the
+        estimate, MCSE, per-chain values and trend test use ``nbeta (L - L(w*)) - Z . b`` (same
+        expectation, lower variance), cross-fitted between chains; costs one gradient per draw.
+        Default (None): on for HMC with >= 2 chains and d <= ``CV_MAX_D`` and no
+        ``observable_fn`` (MALA: off, a gradient per draw would double its cost; with an
+        observable the caller averages plain draws, e.g. the refined LLC, and the LLC beside it
+        stays the same plain average). ``raw_mean``/``raw_mcse`` keep the plain
+        average. Convergence then also needs the plain trace's drift not significantly beyond
+        the tolerance (:func:`trend_consistent`).
+      trend_atol: a floor on the trend test's absolute tolerance above ``TREND_ATOL``, or a
+        function of the current estimate giving it (lambda_hat: half the non-Monte-Carlo part
+        of its error bar, :func:`slt.estimators.lambda_hat.trend_floor`): the draws need not resolve the
+        LLC finer than the answer's error bar.
+
+    Raises ``ValueError`` before sampling when ``L`` or its gradient is not finite at w*
+    (:func:`slt.samplers.health.check_point`): a chain started there cannot sample.
+
+    Returns: :class:`LLCResult`. Warnings (in ``result.warnings``): divergence (estimate
+    withheld), not converged (trend test), negative LLC (w* not a local minimum), poor mixing
+    (R-hat > 1.1), low acceptance.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    thin = int(keep_positions)
+    if thin and sampler not in RESUMABLE:
+        raise ValueError(f"keep_positions needs sampler hmc or mala, got {sampler!r}")
+    if observable_fn is not None and sampler not in RESUMABLE:
+        raise ValueError(f"observable_fn needs sampler hmc or mala, got {sampler!r}")
+    w_star = jnp.asarray(w_star, jnp.result_type(float))
+    if w_star.ndim != 1:
+        raise ValueError(f"w_star must be a flat (d,) vector, got shape {w_star.shape}")
+    loss_fn, nbeta, auto, chunk, cap, num_burnin, num_adapt, target_accept = resolve_settings(
+        sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n, gamma, num_draws, max_draws,
+        num_burnin, num_adapt, step_size, target_accept)
+    from slt.samplers import health
+
+    health.check_point("llc", loss_fn, w_star, data, model=model, with_data=True)
+    k_curv, k_run = jax.random.split(key)
+    dtype = w_star.dtype
+    # a step too small to move the chain across the localisation width in this precision; for
+    # Langevin samplers eps is a variance (the move is sqrt(eps)): compare eps with floor^2
+    floor = health.step_floor(dtype, 1.0 / math.sqrt(gamma) if gamma > 0 else 1.0)
+    min_step = floor if sampler in ("hmc", "nuts") else floor ** 2
+    ndev = _num_devices_for(num_chains)
+    keys = jax.random.split(k_run, num_chains)
+    eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)
+    d = int(w_star.shape[0])
+    use_cv = ((sampler == "hmc" and observable_fn is None) if control_variates is None
+              else bool(control_variates)) and sampler in RESUMABLE and num_chains >= 2 and d <= CV_MAX_D
+    w_star_np = np.asarray(w_star, np.float64)
+
+    def atol_at(mean):
+        extra = trend_atol(mean) if callable(trend_atol) else trend_atol
+        extra = float(extra) if extra is not None and math.isfinite(float(extra)) else 0.0
+        return max(TREND_ATOL, extra)
+
+    def adjusted(excess):   # the control-variate series (None: off or not applicable)
+        if not use_cv:
+            return None
+        feats = np.concatenate(observables, axis=1)
+        return stein_adjust(excess, feats[..., -2 * d:-d], feats[..., -d:], w_star_np, float(nbeta), float(gamma))
+    nbeta_a, gamma_a = jnp.asarray(nbeta, dtype), jnp.asarray(gamma, dtype)
+    t0 = time.perf_counter()
+    traj = steps_per_draw = None
+    kept = []   # keep_positions: the thinned draws of every chunk
+    nonfinite = []   # per chunk, (C,) transitions that met a NaN of the model
+    observables = []
+    if sampler in RESUMABLE:
+        from slt.samplers import llc_chains
+
+        warm = llc_chains.warmup_program(sampler, loss_fn, int(num_adapt), int(num_burnin),
+                                         float(target_accept), int(max_steps), ndev)
+        given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
+        states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
+                                                      k_curv, given_t)
+        obs_fn = score_observable(loss_fn, observable_fn) if use_cv else observable_fn
+        draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev,
+                                       keep_positions=bool(thin), observable_fn=obs_fn)
+        def draw_chunk(i):
+            nonlocal states
+            ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
+            states, loss, acc, st, nf, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a,
+                                                     traj)
+            nonfinite.append(np.asarray(nf).sum(axis=1))
+            if obs_fn is not None:
+                observables.append(np.asarray(extra[0], np.float64))
+            if thin:   # every thin-th draw, counted over the whole run
+                kept.append(np.asarray(extra[-1])[:, (thin - 1 - i * chunk) % thin::thin])
+            return loss, acc, st
+
+        def converged(losses):
+            excess = float(nbeta) * (np.concatenate(losses, axis=1) - float(loss_star))
+            if not np.isfinite(excess).all():
+                return True
+            atol = atol_at(float(excess.mean()))
+            adj = adjusted(excess)
+            if adj is None:
+                return trend_test(excess, atol=atol).converged
+            return trend_test(adj, atol=atol).converged and trend_consistent(trend_test(excess, atol=atol))
+
+        losses, accepts, steps = draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
+        loss, accept = np.concatenate(losses, axis=1), np.concatenate(accepts, axis=1)
+        steps_per_draw = float(np.concatenate(steps, axis=1).mean())
+        traj = float(traj)
+        eps = np.asarray(eps, np.float64)
+    else:
+        program = _program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
+                           int(chunk), batch_size, float(target_accept), int(max_tree_depth), ndev)
+        loss, accept, eps, loss_star = program(keys, eps0, w_star, data, nbeta_a, gamma_a,
+                                               jnp.asarray(n or 1, jnp.int32), k_curv)
+        loss, accept, eps = (np.asarray(jax.block_until_ready(loss), np.float64),
+                             np.asarray(accept, np.float64), np.asarray(eps, np.float64))
+        steps_per_draw = 1.0 if sampler != "nuts" else None
+    sampling_s = time.perf_counter() - t0
+    excess_all = float(nbeta) * (np.asarray(loss, np.float64) - float(loss_star))
+    adj = adjusted(excess_all) if sampler in RESUMABLE and np.isfinite(excess_all).all() else None
+    res = summarize(loss, accept, eps, float(loss_star), nbeta=float(nbeta), gamma=float(gamma),
+                    adjusted=adj, trend_atol=atol_at(float(np.mean(excess_all))),
+                    float_eps=float(jnp.finfo(dtype).eps),
+                    sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
+                    batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
+                    draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step,
+                    nonfinite=np.sum(nonfinite, axis=0) if nonfinite else None)
+    res = res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
+    if observable_fn is not None:
+        at_star = np.asarray(jax.jit(observable_fn)(w_star, data), np.float64)
+        obs = np.concatenate(observables, axis=1)
+        res = res._replace(observables=obs[..., :-2 * d] if use_cv else obs, observables_at_w_star=at_star)
+    return res._replace(positions=np.concatenate(kept, axis=1)) if thin else res
+
+
+def llc_for_problem(key: jax.Array, problem: Problem, w_star, *, nbeta: float | None = None,
+                    batch_size: int | None = None, **kwargs) -> LLCResult:
+    """:func:`estimate_llc` for a :class:`Problem` (``L_n`` of its data; nbeta default n/log n).
+
+    A linear network (identity activations, Gaussian likelihood) is evaluated through its
+    sufficient statistics (:func:`slt.posterior.linear_stats`): the same ``L_n`` exactly, at a
+    cost independent of n (full-batch samplers only)."""
+    kwargs.setdefault("model", problem.model)
+    return estimate_llc(key, w_star=w_star, **problem_arguments(problem, nbeta, batch_size), **kwargs)
+
+
+def problem_arguments(problem: Problem, nbeta: float | None, batch_size: int | None) -> dict:
+    """The loss, data and minibatch arguments of :func:`estimate_llc` for a :class:`Problem`:
+    linear-Gaussian networks through their sufficient statistics, minibatch SGLD when
+    ``batch_size < n``, else the problem's full-data ``L_n``; nbeta default n / log n."""
+    from slt.posterior import has_linear_stats, linear_loss, linear_stats
+
+    if batch_size is not None and batch_size >= problem.n:
+        batch_size = None
+    nbeta = default_nbeta(problem.n) if nbeta is None else nbeta
+    if batch_size is None and has_linear_stats(problem):
+        return dict(loss_fn=linear_loss, data=linear_stats(problem), n=problem.n, nbeta=nbeta)
+    return dict(loss_fn=problem_loss, data=problem, n=problem.n, nbeta=nbeta,
+                batch_loss_fn=problem_batch_loss if batch_size else None, batch_size=batch_size)
+
+
+def refine_point(problem: Problem, w, steps: int = 2000, learning_rate: float = 1e-3,
+                 jitter: float = 1e-3, key: jax.Array | None = None):
+    """A local minimiser of ``L_n`` reached from ``w`` (Adam + L-BFGS, :func:`slt.estimators.optimize.train`).
+
+    The start is ``w`` plus ``jitter * prior_std`` Gaussian noise: an embedded truth is often a
+    saddle of L_n with exactly zero gradient (a zero hidden unit of a linear or ReLU network),
+    where an optimiser would stay; the jitter lets it reach the minimiser next to the truth,
+    which fits the data's noise (notes/llc.md: the LLC there is the finite-n quantity closest
+    to lambda). ``jitter = 0`` keeps the old behaviour (stay on the truth's stratum).
+    Returns ``(w_hat, L_n(w_hat), |grad|)``."""
+    from slt.estimators.optimize import train
+
+    w = jnp.asarray(w, problem.x.dtype)
+    if jitter:
+        key = jax.random.key(0) if key is None else key
+        w = w + jitter * problem.prior_std * jax.random.normal(key, w.shape, w.dtype)
+    res = train(jax.random.key(0), problem, steps, learning_rate, init=w)
+    return res.w, float(res.loss), float(res.grad_norm)
+
+
+def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: float, *,
+              nbeta: float, gamma: float, sampler: str, num_burnin: int = 0, num_adapt: int = 0,
+              batch_size: int | None = None, d: int = 1, sampling_s: float = float("nan"),
+              divergence_factor: float = 100.0, draws_cap: int | None = None,
+              min_step: float | None = None, nonfinite=None, adjusted: np.ndarray | None = None,
+              trend_atol: float = TREND_ATOL, float_eps: float | None = None) -> LLCResult:
+    """Turn loss traces (C, T) into an :class:`LLCResult` with diagnostics and warnings.
+
+    ``draws_cap``: the max_draws an auto run stopped at (named in the not-converged warning).
+    The estimate is withheld (``mean = None``, ``converged = False``, ``diverged = True``) when a
+    chain exploded (``nbeta (L - L(w*))`` above ``divergence_factor * (d + 10)``: an LLC is at
+    most d/2) or fails a health check of :func:`slt.samplers.health.chain_problems`: a non-finite loss,
+    transitions that met a NaN of the model (``nonfinite``, (C,) counts from the HMC/MALA draw
+    program), a step size at or below ``min_step``, collapsed acceptance, or a chain that never
+    moved.
+
+    ``adjusted``: the control-variate series (C, T) of :func:`stein_adjust`, used for the
+    estimate, MCSE, per-chain values, running means and trend test (the health checks and
+    R-hat stay on the loss itself); ``raw_mean``/``raw_mcse`` then report the plain average.
+    ``trend_atol``: the trend test's absolute tolerance. ``float_eps``: the machine epsilon of
+    the dtype L was computed in; with control variates the MCSE is at least ``CV_FLOAT_FLOOR x
+    nbeta x float_eps x max(|L(w*)|, mean |L|)``: on a Gaussian posterior they remove all the
+    Monte Carlo variance, and what is left is the rounding of L itself (a float32 L of ~20 at
+    nbeta = 30 is off by ~1e-4 in LLC units, and that does not average out over draws).
+    """
+    from slt.samplers import diagnostics, health
+
+    num_chains, num_draws = loss.shape
+    excess = nbeta * (loss - loss_star)
+    warns = []
+    finite = np.isfinite(excess)
+    exploded = finite & (np.where(finite, excess, 0.0) > divergence_factor * (d + 10))
+    bad_chains = np.flatnonzero(exploded.any(axis=1))
+    # SGLD's acceptance is only an estimate (with minibatches, of batch losses): not a health signal
+    sick, sick_msgs = health.chain_problems("llc", loss, step_size=eps, nonfinite=nonfinite, min_step=min_step,
+                                            accept=None if sampler == "sgld" else accept)
+    diverged = bool(len(bad_chains)) or bool(sick.any()) or not math.isfinite(loss_star)
+    steps = np.arange(1, num_draws + 1)
+    est = excess if adjusted is None else np.asarray(adjusted, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        per_chain = est.mean(axis=1)
+        running = np.cumsum(est, axis=1) / steps
+    acc = np.nanmean(accept, axis=1) if np.isfinite(accept).any() else np.full(num_chains, np.nan)
+    mean = std = mcse = raw_mean = raw_mcse = None
+    trend, converged = None, False
+    rhat = ess = float("nan")
+    if diverged:
+        if len(bad_chains) or not sick.any():
+            warns.append(f"llc: {len(bad_chains)} of {num_chains} chains diverged (exploding loss); estimate "
+                         f"withheld. Lower the step size" + (" or the batch noise" if batch_size else ""))
+        warns.extend(m + "; estimate withheld" for m in sick_msgs)
+    else:
+        mean = float(est.mean())
+        std = float(per_chain.std(ddof=1)) if num_chains > 1 else float("nan")
+        if num_draws >= 4:
+            with warnings.catch_warnings():  # constant traces (tiny steps): R-hat is 0/0
+                warnings.simplefilter("ignore", RuntimeWarning)
+                rhat = float(diagnostics.rhat(loss[..., None])[0])
+                ess = float(diagnostics.ess_bulk(est[..., None])[0])
+                if adjusted is not None:
+                    raw_ess = float(diagnostics.ess_bulk(loss[..., None])[0])
+                    raw_mcse = float(np.std(excess) / math.sqrt(max(raw_ess, 1.0)))
+            mcse = float(np.std(est) / math.sqrt(max(ess, 1.0)))
+        if adjusted is not None:
+            raw_mean = float(excess.mean())
+            eps_l = float_eps if float_eps is not None else float(np.finfo(np.float32).eps)
+            floor = CV_FLOAT_FLOOR * nbeta * eps_l * max(abs(loss_star), float(np.mean(np.abs(loss))))
+            mcse = max(mcse if mcse is not None else 0.0, floor)
+            std = max(std, floor * math.sqrt(num_chains)) if num_chains > 1 else std
+        trend = trend_test(est, atol=trend_atol)
+        converged = trend.converged
+        if adjusted is not None and converged:
+            raw_trend = trend_test(excess, atol=trend_atol)
+            if not trend_consistent(raw_trend):   # report the plain trace's drift that failed the run
+                trend, converged = raw_trend._replace(converged=False), False
+        if not converged:
+            warns.append(f"llc: not converged: the estimate moved from {trend.first:.4g} (first half of "
+                         f"the draws) to {trend.second:.4g} (second half), drift {trend.drift:+.3g} +- "
+                         f"{trend.drift_se:.2g} against a tolerance of {trend.tolerance:.2g}; the "
+                         "number is not final: run more draws (num_draws: auto extends them)"
+                         + (f" (stopped at the cap max_draws = {draws_cap})" if draws_cap else ""))
+        if mean < 0:
+            warns.append(f"llc: negative estimate {mean:.3g}: the mean loss fell below L(w*), so w* "
+                         "is not a local minimum (train it further, or use at: trained)")
+        if math.isfinite(rhat) and rhat > 1.1:
+            warns.append(f"llc: R-hat of the loss across chains is {rhat:.2f} > 1.1: chains disagree "
+                         "(not mixed); run more draws or check the loss traces")
+        if sampler in ("mala", "nuts") and np.nanmean(acc) < 0.2:
+            warns.append(f"llc: mean acceptance {np.nanmean(acc):.2f} is low: the chains barely move")
+        if sampler == "sgld" and batch_size is None and np.nanmean(acc) < 0.5:
+            warns.append(f"llc: SGLD's MH acceptance estimate is {np.nanmean(acc):.2f} < 0.5: the step "
+                         "size is large and biases the estimate upwards; lower it or use sampler: mala")
+    return LLCResult(mean=mean, std=std, mcse=mcse, per_chain=per_chain, loss_trace=loss,
+                     running_mean=running, acceptance=acc, step_size=eps, rhat=rhat, ess=ess,
+                     loss_at_w_star=loss_star, nbeta=nbeta, gamma=gamma, sampler=sampler,
+                     num_chains=num_chains, num_draws=num_draws, num_burnin=num_burnin,
+                     num_adapt=num_adapt, batch_size=batch_size, diverged=diverged,
+                     warnings=tuple(warns), sampling_s=sampling_s, converged=converged, trend=trend,
+                     raw_mean=raw_mean, raw_mcse=raw_mcse)
+
+
+from slt.estimators.exact import rrr_lambda  # noqa: E402,F401  (moved to slt.estimators.exact; re-exported here)
