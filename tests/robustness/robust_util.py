@@ -158,9 +158,3 @@ def wait_for(predicate, timeout: float, interval: float = 0.02, proc: subprocess
     return None
 
 
-def has_sweep() -> bool:
-    return (Path(__file__).resolve().parents[2] / "slt" / "sweep.py").exists()
-
-
-def has_llc() -> bool:
-    return (Path(__file__).resolve().parents[2] / "slt" / "stages" / "llc.py").exists()

@@ -16,7 +16,7 @@ import signal
 
 import pytest
 
-from robust_util import COUNTS, has_sweep, run_cli, tiny, write_config
+from robust_util import COUNTS, run_cli, tiny, write_config
 from slt.pipeline import runs
 
 
@@ -51,7 +51,6 @@ def test_ctrl_c_inside_atomic_write_stays_a_keyboard_interrupt(tmp_path, monkeyp
     COUNTS["interrupt cases"] += 1
 
 
-@pytest.mark.skipif(not has_sweep(), reason="slt/cli/sweep.py not written yet")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the drop we provoke
 @pytest.mark.parametrize("then", ["goes on", "fails otherwise"])
 def test_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_sweep(tmp_path, monkeypatch, then, default_sigint):

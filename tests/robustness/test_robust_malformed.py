@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robust_util import COUNTS, TINY, has_sweep, run_cli
+from robust_util import COUNTS, TINY, run_cli
 
 # --------------------------------------------------------------------------- value strategies
 SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -483,7 +483,6 @@ def test_malformed_run(c):
     check_rejected("run", c)
 
 
-@pytest.mark.skipif(not has_sweep(), reason="slt/cli/sweep.py not written yet")
 @settings(BATTERY, max_examples=120)
 @given(c=cases("sweep"))
 def test_malformed_sweep(c):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robust_util import COUNTS, has_llc, run_cli, tiny, write_config
+from robust_util import COUNTS, run_cli, tiny, write_config
 
 
 def _run(tmp_path, raw, command="run"):
@@ -106,7 +106,6 @@ def test_some_divergences_are_reported(tmp_path):
     COUNTS["numerical trouble cases"] += 1
 
 
-@pytest.mark.skipif(not has_llc(), reason="slt/pipeline/stages/llc.py not written yet")
 @pytest.mark.parametrize("step_size", [1e4, 1.0])
 def test_exploding_sgld_step_size(tmp_path, step_size):
     """SGLD at the truth with a step size far too large (no adaptation: it is given): the

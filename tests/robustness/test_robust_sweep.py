@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from slt.pipeline.runs import is_complete
-from robust_util import (COUNTS, REPORT, has_sweep, numbers, run_cli, slt_cmd, subprocess_env, summaries,
+from robust_util import (COUNTS, REPORT, numbers, run_cli, slt_cmd, subprocess_env, summaries,
                          tiny, wait_for, write_config)
 
-pytestmark = pytest.mark.skipif(not has_sweep(), reason="slt/cli/sweep.py not written yet")
 
 FE = {"num_betas": 2, "num_chains": 2, "num_warmup": 20, "num_samples": 20}
 SEEDS = [0, 1, 2, 3, 4, 5, 6, 7]
