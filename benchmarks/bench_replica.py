@@ -32,23 +32,38 @@ def problem_for(seed: int):
     return cfg, ctx
 
 
-def measure_stage(seed: int, args) -> dict:
-    """What ``slt run`` does at its defaults (num_temperatures auto) with ``args.set`` overrides
-    (e.g. sampler.num_samples=auto): the sample stage's draws, R-hat / ESS of L_n and of the
-    invariants (L_n and the outputs at fixed inputs), the ladder and the round trips."""
+def stage_run(cfg):
+    """The sampling stage of ``cfg`` timed: ``(ctx, result, beta, wall seconds, diagnostics on the
+    invariants)`` (shared by bench_replica_phases.py)."""
     import jax.numpy as jnp
 
     from slt.pipeline.stages import sampling
 
-    cfg = config.load(config.default_config_path(), [f"seed={seed}", "sampler.init=prior", *args.set])
     ctx = runs.build_context(cfg)
     t0 = time.perf_counter()
-    res, _, _ = sampling.sample_posterior(ctx)
+    res, beta, _ = sampling.sample_posterior(ctx)
     wall = time.perf_counter() - t0
     p = ctx.problem
     xf = sampling.fixed_inputs(ctx, cfg.sampler.num_predict_inputs)
     outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
-    diag = diagnostics.summarize(res.loss, outputs, res.positions, res.diverging)
+    return ctx, res, beta, wall, diagnostics.summarize(res.loss, outputs, res.positions, res.diverging)
+
+
+def emit(row: dict, out: str | None) -> None:
+    """Print a result row as a JSON line, and append it to ``out`` (shared by the replica benches)."""
+    print(json.dumps(row), flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def measure_stage(seed: int, args) -> dict:
+    """What ``slt run`` does at its defaults (num_temperatures auto) with ``args.set`` overrides
+    (e.g. sampler.num_samples=auto): the sample stage's draws, R-hat / ESS of L_n and of the
+    invariants (L_n and the outputs at fixed inputs), the ladder and the round trips."""
+    cfg = config.load(config.default_config_path(), [f"seed={seed}", "sampler.init=prior", *args.set])
+    ctx, res, _, wall, diag = stage_run(cfg)
+    p = ctx.problem
     rep = res.replica
     return {"method": "slt run (stage)", "seed": seed, "set": list(args.set), "wall_s": wall,
             "rhat_L_n": diag.rhat_loss, "ess_L_n": diag.ess_bulk_loss, "ess_per_s": diag.ess_bulk_loss / wall,
@@ -160,10 +175,7 @@ def main(argv=None):
                            "num_steps": args.num_steps} if method == "replica" else {}))
             if method == "stage":
                 row["chains"] = len(row["round_trips"])
-            print(json.dumps(row), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, args.out)
 
 
 if __name__ == "__main__":

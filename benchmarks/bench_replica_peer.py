@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bench_sampling as bs  # noqa: E402
+from bench_replica import emit  # noqa: E402
 
 from slt.samplers import diagnostics, replica  # noqa: E402
 
@@ -86,10 +87,7 @@ def main(argv=None):
             r["ratio_vs_peer"] = r["ess_per_s"] / peer
             r["load"] = os.getloadavg()[0]
             r["ok"] = bool(r["rhat_L_n"] <= 1.01 and r["ess_L_n"] >= 400)
-            print(json.dumps(r), flush=True)
-            if a.out:
-                with open(a.out, "a") as f:
-                    f.write(json.dumps(r) + "\n")
+            emit(r, a.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ import time
 import numpy as np
 import yaml
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_replica import emit, stage_run  # noqa: E402
+
 from slt.pipeline import config, runs
 from slt.samplers import diagnostics
 from slt.estimators import symmetry
@@ -50,16 +53,8 @@ def config_for(t: float, n: int, seed: int, extra: dict):
 
 def one_run(t, n, seed, extra):
     cfg = config_for(t, n, seed, extra)
-    ctx = runs.build_context(cfg)
-    t0 = time.perf_counter()
-    res, beta, _ = sampling.sample_posterior(ctx)
-    wall = time.perf_counter() - t0
+    ctx, res, beta, wall, diag = stage_run(cfg)
     p = ctx.problem
-    import jax
-    import jax.numpy as jnp
-    xf = sampling.fixed_inputs(ctx, cfg.sampler.num_predict_inputs)
-    outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions)))
-    diag = diagnostics.summarize(res.loss, outputs, res.positions, res.diverging)
     labels = symmetry.classify_phases(p.spec, res.positions, ctx.truth_w, p.x[:2000])
     true = (np.asarray(labels.labels) == list(labels.names).index("true")).astype(float)   # (chains, draws)
     ess = float(diagnostics.ess_bulk(true[..., None])[0]) if true.std() > 0 else float("nan")
@@ -95,10 +90,7 @@ def main(argv=None):
         z = d / se if se > 0 else (0.0 if d == 0 else float("inf"))
         for r in rows:
             r["pair_z"] = z
-            print(json.dumps(r), flush=True)
-            if a.out:
-                with open(a.out, "a") as f:
-                    f.write(json.dumps(r) + "\n")
+            emit(r, a.out)
 
 
 if __name__ == "__main__":
