@@ -1,10 +1,7 @@
 """``slt calibrate``: the LLC sampler on a step-size x nbeta grid, like devinterp's epsilon-beta
 analysis; a command of its own (its run directory holds ``calibration.csv``/``.png`` and
 ``summary.json``), built on the ``llc`` stage's point (:func:`slt.pipeline.stages.point.resolve_point`,
-:func:`slt.pipeline.stages.llc.refine`) and the LLC's compiled chain program.
-
-Not yet clean: the program comes from ``learning_coefficient._program`` and
-``_num_devices_for`` (private names of the LLC estimator's chain driver, :mod:`slt.samplers.llc_chains`).
+:func:`slt.pipeline.stages.llc.refine`) and the LLC's compiled chain program (:func:`slt.samplers.llc_chains.program`).
 """
 from __future__ import annotations
 
@@ -34,6 +31,8 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
 
     from slt.pipeline import config as config_mod
     from slt.estimators import learning_coefficient as lc
+    from slt.kernels.devices import num_devices_for
+    from slt.samplers import llc_chains
     from slt.pipeline import runs
     from slt.plots import llc as plots
     from slt.pipeline.stages.llc import refine, wants_refine
@@ -68,8 +67,8 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     C, S = sec.num_chains, len(step_sizes)
     num_burnin = sec.num_burnin if sec.num_burnin is not None else sec.num_draws // 10
     batch = sec.batch_size if sec.batch_size and sec.batch_size < p.n else None
-    program = lc._program(sec.sampler, lc.problem_loss, lc.problem_batch_loss if batch else None, 0,
-                          num_burnin, sec.num_draws, batch, 0.5, 8, lc._num_devices_for(C * S))
+    program = llc_chains.program(sec.sampler, lc.problem_loss, lc.problem_batch_loss if batch else None, 0,
+                          num_burnin, sec.num_draws, batch, 0.5, 8, num_devices_for(C * S))
     eps_chains = jnp.repeat(jnp.asarray(step_sizes, p.x.dtype), C)
     loss_star = float(p.loss(w_star))
     shape = (len(nbetas), S)

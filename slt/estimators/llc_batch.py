@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from slt.estimators import learning_coefficient as lc
+from slt.kernels.devices import num_devices_for
 from slt.samplers import llc_chains
 from slt.posterior import Problem
 
@@ -78,7 +79,7 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
         num_burnin, num_adapt, step_size, target_accept)     # the same checks and defaults as estimate_llc
     nbetas = np.full(K, float(nbeta)) if nbeta_vec is None else nbeta_vec
     dtype = w_stars.dtype
-    ndev = lc._num_devices_for(num_chains)
+    ndev = num_devices_for(num_chains)
     ckpt_keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(K))
     pair = jax.vmap(jax.random.split)(ckpt_keys)          # as estimate_llc splits its key
     k_curv, k_run = pair[:, 0], pair[:, 1]
@@ -122,7 +123,7 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
         steps_per_draw = np.concatenate(steps, axis=2).mean(axis=(1, 2))
         traj = np.asarray(traj, np.float64)
     else:
-        program = _batched(lc._program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
+        program = _batched(llc_chains.program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
                                        int(chunk), batch_size, float(target_accept), int(max_tree_depth),
                                        ndev),
                            (0, 0, 0, data_axis, nb_axis, None, None, 0))

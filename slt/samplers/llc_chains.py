@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 
 from slt.kernels import adaptation, devices, langevin
-from slt.kernels.devices import num_devices_for as _num_devices_for  # noqa: F401 (re-exported)
 from slt.posterior import localized_target
 
 
@@ -53,7 +52,7 @@ def initial_step_size(loss_fn, w_star, data, nbeta, gamma, key) -> float:
 
 # ----------------------------------------------------------------------------- programs
 @functools.lru_cache(maxsize=None)
-def _program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,
+def program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,
              target_accept, max_tree_depth, ndev):
     """A jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, n, curv_key)`` ->
     ``(loss (C, T), accept (C, T), eps (C,), L(w*))`` for one static configuration.
