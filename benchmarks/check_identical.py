@@ -22,7 +22,10 @@ import numpy as np  # noqa: E402
 
 def patch_before():
     import jax.numpy as jnp
-    from slt.samplers import smc, tempered
+    try:
+        from slt.samplers import smc, tempered
+    except ImportError:
+        from slt import smc, tempered
 
 
     def da_update(a, accept_prob, target, gamma=0.05, t0=10.0, kappa=0.75):
@@ -95,13 +98,25 @@ def patch_before():
 
 
 def run(out):
-    import jax.numpy as jnp
+    import importlib
+    import inspect
+
     import slt
-    from slt.pipeline import config, runs
-    from slt.estimators import learning_coefficient as lc, replica_free_energy as rfe
-    from slt.samplers import replica
-    from slt.samplers import nuts as samplers, smc, tempered
-    from slt.estimators import free_energy as fe
+
+    def mod(new, old):   # the layer folders (after the relayout) or the flat modules (before)
+        try:
+            return importlib.import_module(new)
+        except ImportError:
+            return importlib.import_module(old)
+
+    config, runs = mod("slt.pipeline.config", "slt.config"), mod("slt.pipeline.runs", "slt.runs")
+    lc = mod("slt.estimators.learning_coefficient", "slt.learning_coefficient")
+    rfe = mod("slt.estimators.replica_free_energy", "slt.replica_free_energy")
+    replica, smc = mod("slt.samplers.replica", "slt.replica"), mod("slt.samplers.smc", "slt.smc")
+    samplers, tempered = mod("slt.samplers.nuts", "slt.samplers"), mod("slt.samplers.tempered", "slt.tempered")
+    fe = mod("slt.estimators.free_energy", "slt.free_energy")
+    # the LLC's control variates (issue 18) change its estimate on purpose, not its draws: compared off
+    no_cv = {"control_variates": False} if "control_variates" in inspect.signature(lc.estimate_llc).parameters else {}
 
     print("slt from", slt.__file__, flush=True)
     res = {}
@@ -147,7 +162,7 @@ def run(out):
     for sampler, draws in (("hmc", 200), ("mala", 300), ("sgld", 300), ("nuts", 50)):
         kw = dict(num_adapt=100, num_burnin=50) if sampler != "nuts" else dict(num_adapt=30, num_burnin=10)
         o = lc.llc_for_problem(jax.random.key(8), p, ctx.truth_w, sampler=sampler, num_chains=2,
-                               num_draws=draws, **kw)
+                               num_draws=draws, **kw, **(no_cv if sampler == "hmc" else {}))
         res[f"dln_llc_{sampler}.loss_trace"] = np.asarray(o.loss_trace)
         res[f"dln_llc_{sampler}.mean"] = np.asarray(o.mean)
         print("dln llc", sampler, o.mean, flush=True)
