@@ -225,7 +225,6 @@ def test_slt_run_with_replica_writes_swap_rates_and_round_trips(tiny_config, tmp
     ({"sampler__num_temperatures": "many"}, "sampler.num_temperatures", "'auto'"),
     ({"sampler__num_samples": "auto", "sampler__max_samples": 100}, "sampler.max_samples", ">= 500"),
     ({"sampler__num_samples": "auto", "sampler__min_round_trips": 0}, "sampler.min_round_trips", ">= 1"),
-    ({"sampler__num_samples": "auto", "sampler__method": "nuts"}, "sampler.num_samples", "method: replica"),
 ])
 def test_bad_replica_config_exits_2_naming_the_key(tiny_config, tmp_path, capsys, overrides, key, words):
     from slt import cli

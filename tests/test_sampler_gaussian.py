@@ -68,3 +68,30 @@ def test_same_key_same_draws_and_chunking_is_invisible():
     np.testing.assert_array_equal(a.positions, b.positions)
     c = samplers.sample(jax.random.key(4), prob, init, 1.0, num_warmup=40, num_samples=60, progress_bar=False)
     assert not np.array_equal(a.positions, c.positions)
+
+
+def test_auto_samples_extend_the_same_chains_until_the_check_passes():
+    """num_samples='auto' continues the same chains in doubling rounds (500, 1000, 2000, ...) and
+    stops at the first check that passes, or at max_samples with converged False; the draws are
+    those of one run of that length (chunking changes nothing)."""
+    prob = _problem()
+    init = samplers.prior_draws(jax.random.key(1), 2, prob.d, 1.0)
+    kw = dict(method="hmc", num_warmup=100, num_steps=4, progress_bar=False)
+    seen = []
+
+    def never(res):
+        seen.append(res.loss.shape[1])
+        return False, {"draws": int(res.loss.shape[1])}
+
+    capped = samplers.sample(jax.random.key(2), prob, init, num_samples="auto", max_samples=1500,
+                             converged_fn=never, **kw)
+    assert seen == [500, 1000, 1500] and capped.converged is False and capped.loss.shape == (2, 1500)
+    assert [r["num_samples"] for r in capped.sampling_rounds] == [500, 1000, 1500]
+    fixed = samplers.sample(jax.random.key(2), prob, init, num_samples=1500, **kw)
+    np.testing.assert_array_equal(capped.positions, fixed.positions)
+    second = samplers.sample(jax.random.key(2), prob, init, num_samples="auto", max_samples=4000,
+                             converged_fn=lambda r: (r.loss.shape[1] >= 1000, {}), **kw)
+    assert second.converged is True and second.loss.shape == (2, 1000)
+    np.testing.assert_array_equal(second.positions, fixed.positions[:, :1000])
+    with pytest.raises(ValueError, match="converged_fn"):
+        samplers.sample(jax.random.key(2), prob, init, num_samples="auto", **kw)

@@ -42,6 +42,8 @@ class SampleResult(NamedTuple):
     step_size: np.ndarray      # (chains,)               adapted step size
     warmup_loss: np.ndarray    # (chains, num_warmup) L_n during warmup (for trace plots)
     replica: object = None  # slt.samplers.replica.ReplicaResult when sampled by replica exchange
+    sampling_rounds: list | None = None   # num_samples auto: draws and the converged_fn's numbers per check
+    converged: bool | None = None         # num_samples auto: converged_fn passed before max_samples
 
 
 def _potential_fn_gen(problem: Problem, beta):
@@ -110,7 +112,7 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
            step_size: float | None = None, num_steps: int = 16, max_tree_depth: int = 8,
            dense_mass: bool = False, target_accept: float = 0.8, thinning: int = 1,
            progress_bar: bool | None = None, chunk_size: int = 250,
-           desc: str = "sampling") -> SampleResult:
+           desc: str = "sampling", max_samples: int = 16000, converged_fn=None) -> SampleResult:
     """Sample ``p_beta(w) ∝ phi(w) exp(-n beta L_n(w))`` with NUTS or HMC.
 
     Args:
@@ -121,6 +123,10 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
         beta (used by the multi-temperature driver).
       method: ``"nuts"`` or ``"hmc"`` (fixed ``num_steps`` leapfrog steps).
       thinning: keep every ``thinning``-th draw (memory stays O(num_samples / thinning)).
+      num_samples: draws per chain, or ``"auto"``: ``AUTO_FIRST`` draws, then the same chains
+        continue (doubling the total) until ``converged_fn(result) -> (ok, numbers)`` passes or
+        ``max_samples``; ``result.converged`` and ``result.sampling_rounds`` say how it ended.
+        The draws are those of one long run: stopping earlier never changes them.
 
     Returns: :class:`SampleResult` with axes (chains, draws).
     """
@@ -131,6 +137,10 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
     beta = jnp.asarray(beta, problem.x.dtype)
     batched_beta = beta.ndim == 1
     ndev = _num_devices_for(num_chains)
+    auto = num_samples == "auto"
+    if auto and (converged_fn is None or max_samples < AUTO_FIRST):
+        raise ValueError(f"num_samples='auto' needs a converged_fn and max_samples >= {AUTO_FIRST}")
+    num_samples = AUTO_FIRST if auto else int(num_samples)
     total = num_warmup + num_samples * thinning
     chunk = _chunk_length(num_warmup, num_samples, chunk_size)
     # the warmup must end on a chunk boundary, so warmup draws (not thinned) and samples split cleanly
@@ -141,7 +151,9 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
 
     bar = _progress(total, desc) if progress_enabled(progress_bar) else None
     warm_parts, parts = [], []
-    for phase_len, thin, store in ((num_warmup, 1, warm_parts), (num_samples, thinning, parts)):
+
+    def advance_by(phase_len, thin, store):
+        nonlocal state
         remaining = phase_len
         while remaining > 0:
             length = min(chunk, remaining)
@@ -153,9 +165,32 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
             remaining -= length
             if bar is not None:
                 bar.update(length * thin)
+
+    advance_by(num_warmup, 1, warm_parts)
+    advance_by(num_samples, thinning, parts)
+    rounds, converged = [], None
+    while auto:
+        res = _assemble(parts, warm_parts, num_chains)
+        ok, numbers = converged_fn(res)
+        rounds.append({"num_samples": int(res.loss.shape[1]), **numbers})
+        if ok or num_samples >= max_samples:
+            converged = bool(ok)
+            break
+        more = min(num_samples, max_samples - num_samples)   # double the draws, up to the cap
+        if bar is not None:
+            bar.total += more * thinning
+        advance_by(more, thinning, parts)
+        num_samples += more
     if bar is not None:
         bar.close()
+    return _assemble(parts, warm_parts, num_chains)._replace(sampling_rounds=rounds or None,
+                                                              converged=converged)
 
+
+AUTO_FIRST = 500   # num_samples: auto: draws per chain before the first check
+
+
+def _assemble(parts, warm_parts, num_chains) -> SampleResult:
     def cat(parts, i, empty_shape):
         if not parts:
             return np.zeros(empty_shape)

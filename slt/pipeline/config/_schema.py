@@ -113,11 +113,12 @@ class SamplerConfig:
                              "modes), or numpyro NUTS/HMC (faster where the posterior has one mode)")
     num_chains: int = _field(4, check=at_least(1), doc="chains (vectorised, sharded over devices)")
     num_warmup: int = _field(500, check=non_negative, doc="adaptation iterations (discarded)")
-    num_samples: Union[int, str] = _field(1000, check=lambda v: None if v == "auto" or (isinstance(v, int) and v >= 1)
+    num_samples: Union[int, str] = _field("auto", check=lambda v: None if v == "auto" or (isinstance(v, int) and v >= 1)
                                           else f"must be a positive integer or 'auto', got {v!r}",
-                                          doc="draws kept per chain; auto (method: replica): extend the "
-                                              "chains in doubling rounds until R-hat <= 1.01, ESS >= 400 "
-                                              "on L_n and the invariants and min_round_trips, or max_samples")
+                                          doc="draws kept per chain, or auto: 500, then the same chains "
+                                              "continue in doubling rounds until R-hat <= 1.01 and ESS >= 400 "
+                                              "on L_n and the invariants (replica: and min_round_trips), or "
+                                              "max_samples (then converged: false and a warning)")
     max_samples: int = _field(16000, check=at_least(1), doc="num_samples: auto: the cap of draws per chain")
     min_round_trips: int = _field(20, check=at_least(1),
                                   doc="num_samples: auto (method: replica): round trips every chain must make")

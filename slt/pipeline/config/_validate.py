@@ -220,17 +220,14 @@ def _check_restricted(cfg: Config, spec=None) -> None:
 
 
 def _check_auto_samples(cfg: Config) -> None:
-    """``sampler.num_samples: auto`` is replica exchange's, and its cap must hold its first round."""
+    """``sampler.num_samples: auto``: its cap must hold the first round."""
     if cfg.sampler.num_samples != "auto":
         return
-    if cfg.sampler.method != "replica":
-        raise ConfigError("sampler.num_samples", f"auto needs method: replica (got {cfg.sampler.method}); "
-                                                 "give a number of draws")
-    from slt.samplers.replica import SAMPLE_CHUNK
+    from slt.samplers.nuts import AUTO_FIRST
 
-    if cfg.sampler.max_samples < SAMPLE_CHUNK:
-        raise ConfigError("sampler.max_samples", f"num_samples: auto draws {SAMPLE_CHUNK} per chain in its "
-                                                 f"first round; must be >= {SAMPLE_CHUNK}, got {cfg.sampler.max_samples}")
+    if cfg.sampler.max_samples < AUTO_FIRST:
+        raise ConfigError("sampler.max_samples", f"num_samples: auto draws {AUTO_FIRST} per chain in its "
+                                                 f"first round; must be >= {AUTO_FIRST}, got {cfg.sampler.max_samples}")
 
 
 def _check_external(cfg: Config) -> Config:

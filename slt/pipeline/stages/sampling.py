@@ -73,9 +73,35 @@ def sample_posterior(ctx: Context) -> tuple[samplers.SampleResult, float, dict]:
                           step_size=cfg.step_size, num_steps=cfg.num_steps,
                           max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
                           target_accept=cfg.target_accept, thinning=cfg.thinning,
-                          desc=f"{ctx.config.name}: {cfg.method}")
+                          desc=f"{ctx.config.name}: {cfg.method}", max_samples=cfg.max_samples,
+                          converged_fn=_invariants_mixed(ctx, lambda r: np.arange(r.loss.shape[0])))
+    if res.converged is False:
+        last = res.sampling_rounds[-1]
+        ctx.warn(f"sample: {cfg.method} reached sampler.max_samples = {cfg.max_samples} draws per chain "
+                 f"without mixing (max R-hat of L_n and the invariants {_fmt(last.get('rhat_max_invariant'), '.3f')}, "
+                 f"min ESS {_fmt(last.get('ess_bulk_min_invariant'), '.0f')}); raise max_samples, or use "
+                 "method: replica if the chains sit in different modes")
     ctx.posterior = (res, beta, init_info)
     return ctx.posterior
+
+
+def _invariants_mixed(ctx: Context, chains_of):
+    """``num_samples: auto``'s check: R-hat <= 1.01 and bulk ESS >= 400 on L_n and the outputs at
+    fixed inputs (the invariants the stage summarises), over the chains ``chains_of(result)``."""
+    cfg, p = ctx.config.sampler, ctx.problem
+    xf = fixed_inputs(ctx, cfg.num_predict_inputs)
+
+    def mixed(res):
+        good = chains_of(res)
+        if not len(good):
+            return False, {}
+        outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions[good])))
+        diag = diagnostics.summarize(res.loss[good], outputs, res.positions[good], res.diverging[good])
+        ok = diag.rhat_max_invariant <= RHAT_MAX and diag.ess_bulk_min_invariant >= ESS_MIN
+        return bool(ok), {"rhat_max_invariant": diag.rhat_max_invariant,
+                          "ess_bulk_min_invariant": diag.ess_bulk_min_invariant}
+
+    return mixed
 
 
 def _sample_replica(ctx: Context, init, beta: float) -> samplers.SampleResult:
@@ -87,24 +113,13 @@ def _sample_replica(ctx: Context, init, beta: float) -> samplers.SampleResult:
     from slt.samplers import replica
 
     cfg, p = ctx.config.sampler, ctx.problem
-    xf = fixed_inputs(ctx, cfg.num_predict_inputs)
-
-    def invariants_mixed(res):   # the outputs at fixed inputs, as summarised by the stage
-        good = replica.valid_chains(res)
-        if not len(good):
-            return False, {}
-        outputs = np.asarray(jax.vmap(jax.vmap(lambda w: p.predict(w, xf)))(jnp.asarray(res.positions[good])))
-        diag = diagnostics.summarize(res.loss[good], outputs, res.positions[good], res.diverging[good])
-        ok = diag.rhat_max_invariant <= RHAT_MAX and diag.ess_bulk_min_invariant >= ESS_MIN
-        return bool(ok), {"rhat_max_invariant": diag.rhat_max_invariant,
-                          "ess_bulk_min_invariant": diag.ess_bulk_min_invariant}
-
     res = replica.sample_problem(ctx.key("sample"), p, init, num_temperatures=cfg.num_temperatures,
                                  beta_min=cfg.beta_min, beta_max=beta, num_warmup=cfg.num_warmup,
                                  num_samples=cfg.num_samples, num_steps=cfg.num_steps,
                                  swap_interval=cfg.swap_interval, target_accept=cfg.target_accept,
                                  step_size=cfg.step_size, max_samples=cfg.max_samples,
-                                 min_round_trips=cfg.min_round_trips, converged_fn=invariants_mixed)
+                                 min_round_trips=cfg.min_round_trips,
+                                 converged_fn=_invariants_mixed(ctx, replica.valid_chains))
     if cfg.num_temperatures == "auto" and res.pilot_barrier is None:
         ctx.warn(f"sample: num_temperatures: auto needs num_warmup >= {replica.MIN_AUTO_WARMUP} to measure the "
                  f"barrier; kept the pilot ladder of {res.betas.shape[1]} temperatures")
@@ -181,6 +196,7 @@ def run(ctx: Context) -> StageOutput:
             "rhat_max_raw": None if diag is None else diag.rhat_max_raw,
             "ess_bulk_min_raw": None if diag is None else diag.ess_bulk_min_raw,
             "converged": bool(converged),
+            "sampling_rounds": res.sampling_rounds,   # num_samples auto (nuts/hmc; replica's are in replica)
             "mean_accept_prob": float(np.mean(res.accept_prob)),
             "mean_num_steps": float(np.mean(res.num_steps)),
             "step_size": [float(s) for s in res.step_size],
