@@ -333,6 +333,10 @@ def _diagnostic_rows(s: dict) -> list[tuple[str, str, str]]:
             rows.append(("replica draws", f"{rep.get('num_samples')} per chain",
                          "num_samples: auto, " + ("mixed" if rep.get("converged") else "max_samples reached unmixed")
                          + f" after {len(rep['sampling_rounds'])} check(s)"))
+    elif d.get("sampling_rounds"):   # nuts/hmc with num_samples: auto
+        rows.append(("draws", f"{d.get('num_samples')} per chain",
+                     f"num_samples: auto, {len(d['sampling_rounds'])} check(s)"
+                     + ("" if d.get("converged") else "; not mixed (see warnings)")))
     fe = s.get("free_energy") or {}
     if fe:
         rh = [v for v in fe.get("rhat") or [] if _finite(v)]
