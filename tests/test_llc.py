@@ -421,3 +421,37 @@ def test_lambda_hat_error_bar_and_linear_sufficient_statistics():
     assert lam.stderr >= math.hypot(lam.mcse, lam.data_sd) > 0
     assert math.isfinite(lam.extrapolation) and lam.extrapolation_se > 0
     assert abs(lam.value - lc.rrr_lambda(3, 2, 3, 1)) < 2.5 * lam.stderr
+
+
+def test_stein_control_variates_remove_all_variance_on_a_gaussian_posterior():
+    """On L = |w|^2 / 2 the localised posterior is N(w*, I / (nbeta + gamma)) and nbeta (L - L(w*))
+    is quadratic in w: the control variates (cross-fitted on the other chains) remove its whole
+    Monte Carlo variance, leaving the exact LLC nbeta d / (2 (nbeta + gamma)) at every draw."""
+    from slt.estimators.llc_summary import stein_adjust
+
+    rng = np.random.default_rng(0)
+    d, nbeta, gamma, chains, draws = 3, 50.0, 2.0, 4, 400
+    w = rng.normal(size=(chains, draws, d)) / np.sqrt(nbeta + gamma)
+    excess = nbeta * 0.5 * (w ** 2).sum(-1)
+    adjusted = stein_adjust(excess, w, w, np.zeros(d), nbeta, gamma)
+    exact = nbeta * d / (2 * (nbeta + gamma))
+    assert abs(excess.mean() - exact) < 6 * excess.std() / np.sqrt(excess.size)   # the plain average: MC error
+    np.testing.assert_allclose(adjusted, exact, rtol=1e-8)
+
+
+def test_a_failed_control_variate_fit_falls_back_to_the_plain_average(monkeypatch):
+    """LAPACK's least squares can fail on extreme conditioning (LinAlgError): the estimate is then
+    the plain average of the same draws, never an exception."""
+    from slt.estimators import llc_summary
+
+    def broken(*a, **k):
+        raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 100, 2))
+    excess = (w ** 2).sum(-1)
+    monkeypatch.setattr(llc_summary.np.linalg, "lstsq", broken)
+    assert llc_summary.stein_adjust(excess, w, w, np.zeros(2), 2.0, 0.0) is None
+    r = lc.estimate_llc(jax.random.key(0), lambda w: 0.5 * jnp.sum(w ** 2), jnp.zeros(2), nbeta=20.0,
+                        num_chains=2, num_draws=200, control_variates=True)
+    assert r.raw_mean is None and r.mean is not None and np.isfinite(r.mean)

@@ -138,7 +138,8 @@ def stein_adjust(excess: np.ndarray, w: np.ndarray, grad: np.ndarray, w_star, nb
     chain c's draws and ``E[excess_c - Z_c . b_(-c)] = E[excess_c]`` exactly (chains are
     independent): no bias from fitting b. Returns the adjusted (C, T) series (its per-draw
     values feed the mean, MCSE, per-chain values and trend test as the plain ones did), or None
-    (fewer than 2 chains, or non-finite values: use the plain average)."""
+    (fewer than 2 chains, non-finite values, or a least-squares fit that fails: use the plain
+    average)."""
     excess = np.asarray(excess, np.float64)
     w, grad = np.asarray(w, np.float64), np.asarray(grad, np.float64)
     num_chains, num_draws, d = w.shape
@@ -166,7 +167,13 @@ def stein_adjust(excess: np.ndarray, w: np.ndarray, grad: np.ndarray, w_star, nb
         b = np.zeros(k)
         if keep.any():
             a = czz[np.ix_(keep, keep)] / np.outer(scale[keep], scale[keep])
-            b[keep] = np.linalg.lstsq(a, czx[keep] / scale[keep], rcond=1e-9)[0] / scale[keep]
+            rhs = czx[keep] / scale[keep]
+            if not (np.isfinite(a).all() and np.isfinite(rhs).all()):
+                return None
+            try:
+                b[keep] = np.linalg.lstsq(a, rhs, rcond=1e-9)[0] / scale[keep]
+            except np.linalg.LinAlgError:   # LAPACK's SVD did not converge: the plain average instead
+                return None
         out[c] = excess[c] - z[c] @ b
     return out if np.isfinite(out).all() else None
 
