@@ -7,11 +7,12 @@ dynamics", 5.4.2.2), then Metropolis on the total energy; a step and a length dr
 independently of the state keep the chain exact (Bou-Rabee & Sanz-Serna 2017). Energy errors
 above ``DIVERGENCE`` count as divergent.
 
-One jitter for every sampler, ``JITTER = 0.5`` (issue 19, measured): tempered HMC on linreg, 24
-betas x 4 chains x 600 draws, 4 leapfrog steps: mean ESS of ``n L_n`` 821 at 0.5, 294 at 0.2 (2
-steps: 1206 vs 1464); the LLC's HMC (which used 0.2), 8 chains x 2000 draws x 3 seeds, variance
-per gradient of the plain LLC average at 0.5 / at 0.2: 0.90, 1.06, 0.97, 0.97 on two 2-parameter
-singular models, deep linear and the [2, 2, 1] ReLU net, estimates within 0.3 se
+``jitter`` defaults to ``JITTER = 0.5`` (fixed ``num_steps``: tempered grid, replica, SMC); the
+LLC passes 0.2 (:mod:`slt.kernels.localized_hmc`). One value was measured against (issue 19): tempered
+HMC on linreg, 24 betas x 4 chains x 600 draws, 4 leapfrog steps: mean ESS of ``n L_n`` 821 at
+0.5, 294 at 0.2 (2 steps: 1206 vs 1464); the LLC at 0.5 mixes as well (variance per gradient
+0.90-1.06x on four models) but its control-variate error bars on ``x w1 w2^2`` at 500 draws were
+overconfident in 2 of 12 seeds at |z| 5.2 (at 0.2: |z| 3.4-3.5), so the LLC keeps 0.2
 (``benchmarks/llc_jitter.md``).
 
 Multi-scale steps (``max_steps``, the LLC's kernel, :mod:`slt.kernels.localized_hmc`): with probability
@@ -50,14 +51,14 @@ def init(position, target: Callable) -> State:
     return target(position)
 
 
-def step(key, state: State, target: Callable, step_size, num_steps, inv_mass=None, *,
+def step(key, state: State, target: Callable, step_size, num_steps, inv_mass=None, *, jitter: float = JITTER,
          max_steps: int | None = None, watch_nonfinite: bool = False) -> tuple[State, HMCInfo]:
     """One transition on ``target`` (``position -> State``); ``inv_mass`` the diagonal ``M^-1``
     (None: the identity); ``max_steps``: multi-scale steps (module docstring)."""
     d = state.position.shape[0]
     z = jax.random.normal(key, (d + 2 + (max_steps is not None),), state.position.dtype)
     u_jitter, u_accept = jax.scipy.special.ndtr(z[d]), jax.scipy.special.ndtr(z[d + 1])
-    h = step_size * (1.0 - JITTER + 2.0 * JITTER * u_jitter)
+    h = step_size * (1.0 - jitter + 2.0 * jitter * u_jitter)
     small = jnp.zeros((), bool)
     if max_steps is not None and max_steps > 1:
         small = jax.scipy.special.ndtr(z[d + 2]) < SMALL_STEP_PROB
