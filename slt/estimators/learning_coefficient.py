@@ -253,15 +253,14 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     from slt.samplers import health
 
     health.check_point("llc", loss_fn, w_star, data, model=model, with_data=True)
-    k_curv, k_run = jax.random.split(key)
     dtype = w_star.dtype
     # a step too small to move the chain across the localisation width in this precision; for
     # Langevin samplers eps is a variance (the move is sqrt(eps)): compare eps with floor^2
     floor = health.step_floor(dtype, 1.0 / math.sqrt(gamma) if gamma > 0 else 1.0)
     min_step = floor if sampler in ("hmc", "nuts") else floor ** 2
     ndev = num_devices_for(num_chains)
-    keys = jax.random.split(k_run, num_chains)
-    eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)
+    k_curv, k_run, keys = llc_chains.run_keys(key, num_chains)
+    eps0 = jnp.asarray(np.full((num_chains,), np.nan if step_size is None else step_size), dtype)
     d = int(w_star.shape[0])
     use_cv = ((sampler == "hmc" and observable_fn is None) if control_variates is None
               else bool(control_variates)) and sampler in RESUMABLE and num_chains >= 2 and d <= CV_MAX_D
@@ -295,7 +294,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                                        keep_positions=bool(thin), observable_fn=obs_fn)
         def draw_chunk(i):
             nonlocal states
-            ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
+            ck = llc_chains.chunk_keys(k_run, i, num_chains)
             states, loss, acc, st, nf, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a,
                                                      traj)
             nonfinite.append(np.asarray(nf).sum(axis=1))
