@@ -49,7 +49,7 @@ import numpy as np
 from slt.kernels.devices import num_devices_for
 from slt.samplers import llc_chains
 from slt.samplers.llc_chains import initial_step_size, top_hessian_eigenvalue  # noqa: F401 (re-exported)
-from slt.posterior import Problem
+from slt.posterior import Problem, problem_loss
 from slt.estimators.llc_summary import (CV_FLOAT_FLOOR, TREND_ATOL, TREND_RTOL, LLCResult,  # noqa: F401 (re-exported)
                                         TrendTest, score_observable, stein_adjust, summarize, trend_consistent,
                                         trend_test)
@@ -72,9 +72,8 @@ def default_nbeta(n: int) -> float:
 
 
 # ----------------------------------------------------------------------------- problems
-def problem_loss(w, problem: Problem):
-    """``L_n(w)`` of a :class:`Problem` (module-level: compiled programs are shared)."""
-    return problem.loss(w)
+# problem_loss (L_n of a Problem) is slt.posterior's, imported above: the same function object as
+# the run's preflight check uses, so one compiled L_n-and-gradient program serves both checks
 
 
 def problem_batch_loss(w, problem: Problem, idx):
