@@ -379,15 +379,20 @@ def refine_point(problem: Problem, w, steps: int = 2000, learning_rate: float = 
     where an optimiser would stay; the jitter lets it reach the minimiser next to the truth,
     which fits the data's noise (notes/llc.md: the LLC there is the finite-n quantity closest
     to lambda). ``jitter = 0`` keeps the old behaviour (stay on the truth's stratum).
-    Returns ``(w_hat, L_n(w_hat), |grad|)``."""
-    from slt.estimators.optimize import train
+    Linear networks are optimised through their sufficient statistics (the same L_n, at a cost
+    independent of n, as their LLC samples it); ``L_n(w_hat)`` and the gradient norm returned
+    are then evaluated on the data themselves. Returns ``(w_hat, L_n(w_hat), |grad|)``."""
+    from slt.estimators.optimize import loss_and_grad_norm, minimise
 
     w = jnp.asarray(w, problem.x.dtype)
     if jitter:
         key = jax.random.key(0) if key is None else key
         w = w + jitter * problem.prior_std * jax.random.normal(key, w.shape, w.dtype)
-    res = train(jax.random.key(0), problem, steps, learning_rate, init=w)
-    return res.w, float(res.loss), float(res.grad_norm)
+    args = problem_arguments(problem, None, None)
+    res = minimise(args["loss_fn"], args["data"], w, steps, learning_rate)
+    loss, grad_norm = (res.loss, res.grad_norm) if args["data"] is problem else loss_and_grad_norm(
+        problem_loss, problem, res.w)
+    return res.w, float(loss), float(grad_norm)
 
 
 from slt.estimators.exact import rrr_lambda  # noqa: E402,F401  (moved to slt.estimators.exact; re-exported here)

@@ -181,14 +181,20 @@ def llc_subsets_for_problem(key: jax.Array, subsets: list, w_stars, *, nbeta, **
     with the same shapes), member k on ``subsets[k]``'s data at ``w_stars[k]`` and ``nbeta[k]``
     (or a shared scalar): full-batch samplers, linear networks through their sufficient
     statistics (stacked per subset), as :func:`slt.estimators.learning_coefficient.llc_for_problem`."""
+    loss_fn, data = subsets_loss(subsets)
+    return estimate_llc_batch(key, loss_fn, w_stars, nbeta=nbeta, n=subsets[0].n, data=data,
+                              data_batched=True, **kwargs)
+
+
+def subsets_loss(subsets: list):
+    """``(loss_fn, data)`` of equal-size data subsets (K :class:`Problem` of the same shapes),
+    ``data`` stacked on a leading K axis: linear networks through their sufficient statistics
+    (as :func:`slt.estimators.learning_coefficient.problem_arguments`), else the problems' L_n."""
     from slt.posterior import has_linear_stats, linear_loss, linear_stats
 
     sizes = {(p.x.shape, p.y.shape) for p in subsets}
     if len(sizes) != 1:
         raise ValueError(f"subsets must have equal shapes, got {sorted(sizes)}")
     if has_linear_stats(subsets[0]):
-        loss_fn, data = linear_loss, stack([linear_stats(p) for p in subsets])
-    else:
-        loss_fn, data = lc.problem_loss, stack(subsets)
-    return estimate_llc_batch(key, loss_fn, w_stars, nbeta=nbeta, n=subsets[0].n, data=data,
-                              data_batched=True, **kwargs)
+        return linear_loss, stack([linear_stats(p) for p in subsets])
+    return lc.problem_loss, stack(subsets)
