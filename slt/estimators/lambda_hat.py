@@ -61,13 +61,14 @@ class LambdaHat(NamedTuple):
 def refine_points(subsets: list, w, steps: int = 2000, learning_rate: float = 1e-3):
     """:func:`slt.estimators.learning_coefficient.refine_point` without jitter for K problems of the same shapes (e.g. equal-size
     data subsets) from the same ``w`` (d,) or from ``w`` (K, d), in one ``vmap``-ed program
-    (:func:`slt.estimators.optimize.train_batch`). Returns ``(w_hat (K, d), L_n (K,), |grad| (K,))``."""
-    from slt.estimators.llc_batch import stack
-    from slt.estimators.optimize import train_batch
+    (:func:`slt.estimators.optimize.minimise_batch`; linear networks through their sufficient
+    statistics, as the subsets' LLCs). Returns ``(w_hat (K, d), L_n (K,), |grad| (K,))``."""
+    from slt.estimators.llc_batch import subsets_loss
+    from slt.estimators.optimize import minimise_batch
 
-    problems = stack(subsets)
-    w = jnp.broadcast_to(jnp.asarray(w, problems.x.dtype), (len(subsets), subsets[0].d))
-    res = train_batch(problems, w, steps, learning_rate)
+    loss_fn, data = subsets_loss(subsets)
+    w = jnp.broadcast_to(jnp.asarray(w, subsets[0].x.dtype), (len(subsets), subsets[0].d))
+    res = minimise_batch(loss_fn, data, w, steps, learning_rate)
     return res.w, np.asarray(res.loss, np.float64), np.asarray(res.grad_norm, np.float64)
 
 

@@ -49,7 +49,7 @@ import numpy as np
 from slt.kernels.devices import num_devices_for
 from slt.samplers import llc_chains
 from slt.samplers.llc_chains import initial_step_size, top_hessian_eigenvalue  # noqa: F401 (re-exported)
-from slt.posterior import Problem
+from slt.posterior import Problem, problem_loss
 from slt.estimators.llc_summary import (CV_FLOAT_FLOOR, TREND_ATOL, TREND_RTOL, LLCResult,  # noqa: F401 (re-exported)
                                         TrendTest, score_observable, stein_adjust, summarize, trend_consistent,
                                         trend_test)
@@ -72,9 +72,8 @@ def default_nbeta(n: int) -> float:
 
 
 # ----------------------------------------------------------------------------- problems
-def problem_loss(w, problem: Problem):
-    """``L_n(w)`` of a :class:`Problem` (module-level: compiled programs are shared)."""
-    return problem.loss(w)
+# problem_loss (L_n of a Problem) is slt.posterior's, imported above: the same function object as
+# the run's preflight check uses, so one compiled L_n-and-gradient program serves both checks
 
 
 def problem_batch_loss(w, problem: Problem, idx):
@@ -253,15 +252,14 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     from slt.samplers import health
 
     health.check_point("llc", loss_fn, w_star, data, model=model, with_data=True)
-    k_curv, k_run = jax.random.split(key)
     dtype = w_star.dtype
     # a step too small to move the chain across the localisation width in this precision; for
     # Langevin samplers eps is a variance (the move is sqrt(eps)): compare eps with floor^2
     floor = health.step_floor(dtype, 1.0 / math.sqrt(gamma) if gamma > 0 else 1.0)
     min_step = floor if sampler in ("hmc", "nuts") else floor ** 2
     ndev = num_devices_for(num_chains)
-    keys = jax.random.split(k_run, num_chains)
-    eps0 = jnp.full((num_chains,), jnp.nan if step_size is None else step_size, dtype)
+    k_curv, k_run, keys = llc_chains.run_keys(key, num_chains)
+    eps0 = jnp.asarray(np.full((num_chains,), np.nan if step_size is None else step_size), dtype)
     d = int(w_star.shape[0])
     use_cv = ((sampler == "hmc" and observable_fn is None) if control_variates is None
               else bool(control_variates)) and sampler in RESUMABLE and num_chains >= 2 and d <= CV_MAX_D
@@ -295,7 +293,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
                                        keep_positions=bool(thin), observable_fn=obs_fn)
         def draw_chunk(i):
             nonlocal states
-            ck = jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
+            ck = llc_chains.chunk_keys(k_run, i, num_chains)
             states, loss, acc, st, nf, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a,
                                                      traj)
             nonfinite.append(np.asarray(nf).sum(axis=1))
@@ -381,15 +379,20 @@ def refine_point(problem: Problem, w, steps: int = 2000, learning_rate: float = 
     where an optimiser would stay; the jitter lets it reach the minimiser next to the truth,
     which fits the data's noise (notes/llc.md: the LLC there is the finite-n quantity closest
     to lambda). ``jitter = 0`` keeps the old behaviour (stay on the truth's stratum).
-    Returns ``(w_hat, L_n(w_hat), |grad|)``."""
-    from slt.estimators.optimize import train
+    Linear networks are optimised through their sufficient statistics (the same L_n, at a cost
+    independent of n, as their LLC samples it); ``L_n(w_hat)`` and the gradient norm returned
+    are then evaluated on the data themselves. Returns ``(w_hat, L_n(w_hat), |grad|)``."""
+    from slt.estimators.optimize import loss_and_grad_norm, minimise
 
     w = jnp.asarray(w, problem.x.dtype)
     if jitter:
         key = jax.random.key(0) if key is None else key
         w = w + jitter * problem.prior_std * jax.random.normal(key, w.shape, w.dtype)
-    res = train(jax.random.key(0), problem, steps, learning_rate, init=w)
-    return res.w, float(res.loss), float(res.grad_norm)
+    args = problem_arguments(problem, None, None)
+    res = minimise(args["loss_fn"], args["data"], w, steps, learning_rate)
+    loss, grad_norm = (res.loss, res.grad_norm) if args["data"] is problem else loss_and_grad_norm(
+        problem_loss, problem, res.w)
+    return res.w, float(loss), float(grad_norm)
 
 
 from slt.estimators.exact import rrr_lambda  # noqa: E402,F401  (moved to slt.estimators.exact; re-exported here)

@@ -80,11 +80,8 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
     nbetas = np.full(K, float(nbeta)) if nbeta_vec is None else nbeta_vec
     dtype = w_stars.dtype
     ndev = num_devices_for(num_chains)
-    ckpt_keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(K))
-    pair = jax.vmap(jax.random.split)(ckpt_keys)          # as estimate_llc splits its key
-    k_curv, k_run = pair[:, 0], pair[:, 1]
-    keys = jax.vmap(lambda k: jax.random.split(k, num_chains))(k_run)           # (K, C)
-    eps0 = jnp.full((K, num_chains), jnp.nan if step_size is None else step_size, dtype)
+    k_curv, k_run, keys = llc_chains.member_keys(K, num_chains)(key)   # as estimate_llc splits its key
+    eps0 = jnp.asarray(np.full((K, num_chains), np.nan if step_size is None else step_size), dtype)
     # nbeta and data: batched (axis 0) or shared (None)
     nb_axis, data_axis = (None if nbeta_vec is None else 0), (0 if data_batched else None)
     if data_axes is not None:
@@ -102,7 +99,7 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
                                                       k_curv, given_t)
         draw = _batched(llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev),
                         (0, 0, 0, 0, 0, data_axis, nb_axis, None, 0))
-        fold = _fold_program(num_chains)
+        fold = llc_chains.member_chunk_keys(num_chains)
         loss_star_np = np.asarray(loss_star, np.float64)
 
         nonfinite = []   # per chunk, (K, C) transitions that met a NaN of the model
@@ -148,13 +145,11 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
 
 
 _BATCHED = {}
-_FOLD = {}
 
 
 def clear_caches() -> None:
-    """Drop the compiled batch programs kept by :func:`_batched` and :func:`_fold_program`."""
+    """Drop the compiled batch programs kept by :func:`_batched`."""
     _BATCHED.clear()
-    _FOLD.clear()
 
 
 def _batched(program, in_axes):
@@ -165,15 +160,6 @@ def _batched(program, in_axes):
     if key not in _BATCHED:
         _BATCHED[key] = jax.jit(llc_chains.batch_map(program, in_axes))
     return _BATCHED[key]
-
-
-def _fold_program(num_chains: int):
-    """Per member, the chain keys of draw chunk ``i``: ``split(fold_in(k, 1000 + i), C)`` as
-    estimate_llc derives them (jitted once per chain count, not per call)."""
-    if num_chains not in _FOLD:
-        _FOLD[num_chains] = jax.jit(jax.vmap(
-            lambda k, i: jax.random.split(jax.random.fold_in(k, 1000 + i), num_chains), in_axes=(0, None)))
-    return _FOLD[num_chains]
 
 
 def llc_batch_for_problem(key: jax.Array, problem: Problem, w_stars, *, nbeta: float | None = None,
@@ -195,14 +181,20 @@ def llc_subsets_for_problem(key: jax.Array, subsets: list, w_stars, *, nbeta, **
     with the same shapes), member k on ``subsets[k]``'s data at ``w_stars[k]`` and ``nbeta[k]``
     (or a shared scalar): full-batch samplers, linear networks through their sufficient
     statistics (stacked per subset), as :func:`slt.estimators.learning_coefficient.llc_for_problem`."""
+    loss_fn, data = subsets_loss(subsets)
+    return estimate_llc_batch(key, loss_fn, w_stars, nbeta=nbeta, n=subsets[0].n, data=data,
+                              data_batched=True, **kwargs)
+
+
+def subsets_loss(subsets: list):
+    """``(loss_fn, data)`` of equal-size data subsets (K :class:`Problem` of the same shapes),
+    ``data`` stacked on a leading K axis: linear networks through their sufficient statistics
+    (as :func:`slt.estimators.learning_coefficient.problem_arguments`), else the problems' L_n."""
     from slt.posterior import has_linear_stats, linear_loss, linear_stats
 
     sizes = {(p.x.shape, p.y.shape) for p in subsets}
     if len(sizes) != 1:
         raise ValueError(f"subsets must have equal shapes, got {sorted(sizes)}")
     if has_linear_stats(subsets[0]):
-        loss_fn, data = linear_loss, stack([linear_stats(p) for p in subsets])
-    else:
-        loss_fn, data = lc.problem_loss, stack(subsets)
-    return estimate_llc_batch(key, loss_fn, w_stars, nbeta=nbeta, n=subsets[0].n, data=data,
-                              data_batched=True, **kwargs)
+        return linear_loss, stack([linear_stats(p) for p in subsets])
+    return lc.problem_loss, stack(subsets)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from slt.posterior import Problem
+from slt.posterior import Problem, problem_loss
 
 
 class TrainResult(NamedTuple):
@@ -32,7 +32,7 @@ def train(key: jax.Array, problem: Problem, steps: int = 3000, learning_rate: fl
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     w0 = (problem.prior_std * jax.random.normal(key, (problem.d,), problem.x.dtype)
           if init is None else jnp.asarray(init, problem.x.dtype))
-    return _train(problem, w0, steps, learning_rate, optimizer)
+    return minimise(problem_loss, problem, w0, steps, learning_rate, optimizer)
 
 
 def _adam(objective, w0: jax.Array, steps: int, learning_rate,
@@ -54,39 +54,58 @@ def _adam(objective, w0: jax.Array, steps: int, learning_rate,
 def train_batch(problems: Problem, init: jax.Array, steps: int = 3000, learning_rate: float = 0.01,
                 optimizer: str = "adam") -> TrainResult:
     """:func:`train` for K problems of the same shapes at once (their data stacked on a leading
-    axis, e.g. equal-size data subsets: ``slt.estimators.llc_batch.stack``), from ``init`` (K, d): one
-    compiled program, ``vmap``-ed (on CPU a sequential ``lax.map``, :func:`slt.samplers.llc_chains.batch_map`:
-    its vmapped L-BFGS line searches took 1.5x as long to compile); the fields of the result carry
-    the leading K axis. Member k equals ``train(..., problems[k], init=init[k])`` up to float rounding."""
+    axis, e.g. equal-size data subsets: ``slt.estimators.llc_batch.stack``), from ``init`` (K, d):
+    :func:`minimise_batch` of ``L_n``. Member k equals ``train(..., problems[k], init=init[k])`` up
+    to float rounding."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    return _train_batch(problems, jnp.asarray(init, problems.x.dtype), steps, learning_rate, optimizer)
+    return minimise_batch(problem_loss, problems, jnp.asarray(init, problems.x.dtype), steps, learning_rate,
+                          optimizer)
 
 
-def _train_one(problem: Problem, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam") -> TrainResult:
-    w, trace = _adam(problem.loss, w0, steps, learning_rate, optimizer)
+def _fit(objective, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam") -> TrainResult:
+    w, trace = _adam(objective, w0, steps, learning_rate, optimizer)
     lbfgs = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(problem.loss)
+    value_and_grad = optax.value_and_grad_from_state(objective)
 
     def lbfgs_step(carry, _):
         w, state = carry
         value, g = value_and_grad(w, state=state)
-        updates, state = lbfgs.update(g, state, w, value=value, grad=g, value_fn=problem.loss)
+        updates, state = lbfgs.update(g, state, w, value=value, grad=g, value_fn=objective)
         return (optax.apply_updates(w, updates), state), None
 
     (w, _), _ = jax.lax.scan(lbfgs_step, (w, lbfgs.init(w)), None, length=200)
-    loss, g = jax.value_and_grad(problem.loss)(w)
+    loss, g = jax.value_and_grad(objective)(w)
     return TrainResult(w, loss, jnp.linalg.norm(g), trace)
 
 
-_train = jax.jit(_train_one, static_argnames=("steps", "optimizer"))
+@jax.jit(static_argnames=("loss_fn", "steps", "optimizer"))
+def minimise(loss_fn, data, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam") -> TrainResult:
+    """:func:`train`'s optimiser (``steps`` Adam steps, then 200 L-BFGS steps) on any
+    ``loss_fn(w, data)`` from ``w0``: one compiled program per loss function, the data an
+    argument (e.g. a linear network's sufficient statistics, whose cost does not grow with n)."""
+    return _fit(lambda w: loss_fn(w, data), w0, steps, learning_rate, optimizer)
 
 
-@jax.jit(static_argnames=("steps", "optimizer"))
-def _train_batch(problems: Problem, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam"):
+@jax.jit(static_argnames=("loss_fn", "steps", "optimizer"))
+def minimise_batch(loss_fn, data, w0: jax.Array, steps: int, learning_rate, optimizer: str = "adam") -> TrainResult:
+    """:func:`minimise` for K members at once (``data``'s leaves and ``w0`` (K, d) stacked on a
+    leading axis): one compiled program, ``vmap``-ed (on CPU a sequential ``lax.map``,
+    :func:`slt.samplers.llc_chains.batch_map`: its vmapped L-BFGS line searches took 1.5x as long
+    to compile); the fields of the result carry the leading K axis."""
     from slt.samplers.llc_chains import batch_map  # vmap, or on CPU a sequential lax.map (cheaper to compile)
 
-    return batch_map(lambda p, w: _train_one(p, w, steps, learning_rate, optimizer), (0, 0))(problems, w0)
+    def one(d, w):
+        return _fit(lambda v: loss_fn(v, d), w, steps, learning_rate, optimizer)
+
+    return batch_map(one, (0, 0))(data, w0)
+
+
+@jax.jit(static_argnames=("loss_fn",))
+def loss_and_grad_norm(loss_fn, data, w: jax.Array):
+    """``(loss_fn(w, data), ||grad||)`` in one compiled program per loss function."""
+    loss, g = jax.value_and_grad(loss_fn)(w, data)
+    return loss, jnp.linalg.norm(g)
 
 
 class ScreenResult(NamedTuple):

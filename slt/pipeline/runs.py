@@ -395,6 +395,7 @@ def execute(cfg: Config, stages: list[str] | None = None, out_dir: str | Path | 
 def preflight(ctx, stages) -> None:
     """Check the ``llc``/``fisher`` point of a run before any directory is made or any chain runs
     (``at: truth | params``; a trained point is checked after training, in its stage)."""
+    from slt.posterior import problem_loss
     from slt.samplers import health
     from slt.pipeline.stages.point import resolve_point
 
@@ -405,7 +406,7 @@ def preflight(ctx, stages) -> None:
         if name == "llc" and getattr(sec, "checkpoints", None) is not None:
             continue
         w, _ = resolve_point(ctx, sec)
-        health.check_point(name, ctx.problem.loss, w, model=ctx.problem.model)
+        health.check_point(name, problem_loss, w, ctx.problem, model=ctx.problem.model)
 
 
 def _merge(into: dict, new: dict) -> None:

@@ -20,6 +20,7 @@ family (layer ``l``'s weight matrix ``W`` and bias ``b``, numbered from 1).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -77,9 +78,8 @@ def check_point(what: str, loss_fn: Callable, w, data=None, *, model=None, label
     ``fisher``), ``label`` names the point, ``model`` names the parameters."""
     w = jnp.asarray(w)
     with_data = data is not None if with_data is None else with_data
-    fn = (lambda v: loss_fn(v, data)) if with_data else (lambda v: loss_fn(v))
     try:
-        value, grad = jax.value_and_grad(fn)(w)
+        value, grad = _value_and_grad(loss_fn, w, data, with_data)
     except (TypeError, ValueError) as exc:   # the user's model failed at this point
         raise ModelError(f"{what}: L_n could not be evaluated at {label}: {str(exc).splitlines()[0]}") from None
     except jax.errors.UnexpectedTracerError:
@@ -93,6 +93,23 @@ def check_point(what: str, loss_fn: Callable, w, data=None, *, model=None, label
     if bad.size:
         raise ModelError(f"{what}: the gradient of L_n is not finite at {label} ({_names(model, bad)})")
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_value_and_grad(loss_fn: Callable):
+    return jax.jit(jax.value_and_grad(loss_fn))
+
+
+def _value_and_grad(loss_fn: Callable, w, data, with_data: bool):
+    """``(L, grad L)`` at ``w``: one compiled program per loss function (a module-level
+    ``loss_fn(w, data)`` with the data as argument is compiled once and found in the persistent
+    cache), not dozens of eager ops each compiled on every run; a loss function that cannot be
+    a cache key (unhashable) is evaluated eagerly."""
+    try:
+        fn = _jitted_value_and_grad(loss_fn)
+    except TypeError:
+        fn = jax.value_and_grad(loss_fn)
+    return fn(w, data) if with_data else fn(w)
 
 
 # ----------------------------------------------------------------------------- after sampling

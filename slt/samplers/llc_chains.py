@@ -50,6 +50,35 @@ def initial_step_size(loss_fn, w_star, data, nbeta, gamma, key) -> float:
     return 0.5 / curv if curv > 0 and math.isfinite(curv) else 1e-4
 
 
+# ----------------------------------------------------------------------------- keys
+# one compiled program each (eager key ops cost a compilation or a cache look-up per op and run)
+@functools.partial(jax.jit, static_argnums=1)
+def run_keys(key, num_chains: int):
+    """``(curvature key, run key, chain keys (C,))`` from an LLC run's key."""
+    k_curv, k_run = jax.random.split(key)
+    return k_curv, k_run, jax.random.split(k_run, num_chains)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def chunk_keys(k_run, i, num_chains: int):
+    """The chain keys (C,) of draw chunk ``i``: ``split(fold_in(k_run, 1000 + i), C)``."""
+    return jax.random.split(jax.random.fold_in(k_run, 1000 + i), num_chains)
+
+
+@functools.lru_cache(maxsize=None)
+def member_keys(num_members: int, num_chains: int):
+    """Jitted ``keys(key) -> (curvature keys (K,), run keys (K,), chain keys (K, C))``: member
+    ``j`` of a batch splits ``fold_in(key, j)`` as a single run splits its key."""
+    return jax.jit(lambda key: jax.vmap(lambda j: run_keys(jax.random.fold_in(key, j), num_chains))(
+        jnp.arange(num_members)))
+
+
+@functools.lru_cache(maxsize=None)
+def member_chunk_keys(num_chains: int):
+    """Jitted ``keys(k_run (K,), i) -> (K, C)``: :func:`chunk_keys` of every member."""
+    return jax.jit(jax.vmap(lambda k, i: chunk_keys(k, i, num_chains), in_axes=(0, None)))
+
+
 # ----------------------------------------------------------------------------- programs
 @functools.lru_cache(maxsize=None)
 def program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,

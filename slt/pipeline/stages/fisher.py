@@ -36,11 +36,12 @@ def run(ctx: Context) -> StageOutput:
     if cfg.at == "posterior":
         summary = _posterior(ctx, figures)
     else:
+        from slt.posterior import problem_loss
         from slt.samplers import health
         from slt.pipeline.stages.point import resolve_point
 
         w, info = resolve_point(ctx, cfg)
-        health.check_point("fisher", p.loss, w, model=p.model)
+        health.check_point("fisher", problem_loss, w, p, model=p.model)
         res = fisher_mod.fisher(spec, w, p.x, noise, cfg.rtol, likelihood=lik)
         _check_gap(ctx, res.spectrum, "empirical")
         summary = {**fisher_mod.summary_dict(res), "at": cfg.at, **info,
