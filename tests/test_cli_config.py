@@ -96,3 +96,13 @@ def test_help_mentions_every_command(capsys):
     out = capsys.readouterr().out
     for cmd in ("run", "sweep", "llc", "fisher", "calibrate"):
         assert cmd in out
+
+
+def test_the_shipped_default_config_is_the_headline_config():
+    """`slt run` with no argument runs the copy shipped inside the package: it must be the
+    repository's configs/relu2_truth1.yaml, byte for byte (the two had drifted once)."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    assert (root / "slt" / "defaults" / "relu2_truth1.yaml").read_text() == \
+        (root / "configs" / "relu2_truth1.yaml").read_text()
