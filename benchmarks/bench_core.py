@@ -20,7 +20,7 @@ import jax  # noqa: E402
 REPEATS = 5
 
 
-def _mod(*names):
+def _mod(*names):   # the flat (before the relayout) names first: an editable install may also expose the new ones
     for n in names:
         try:
             return importlib.import_module(n)
@@ -30,17 +30,21 @@ def _mod(*names):
 
 
 def main(label):
-    config = _mod("slt.pipeline.config", "slt.config")
-    runs = _mod("slt.pipeline.runs", "slt.runs")
-    replica = _mod("slt.samplers.replica", "slt.replica")
-    tempered = _mod("slt.samplers.tempered", "slt.tempered")
-    smc = _mod("slt.samplers.smc", "slt.smc")
+    config = _mod("slt.config", "slt.pipeline.config")
+    runs = _mod("slt.runs", "slt.pipeline.runs")
+    replica = _mod("slt.replica", "slt.samplers.replica")
+    tempered = _mod("slt.tempered", "slt.samplers.tempered")
+    smc = _mod("slt.smc", "slt.samplers.smc")
     nuts = _mod("slt.samplers.nuts", "slt.samplers")
-    fe = _mod("slt.estimators.free_energy", "slt.free_energy")
-    lc = _mod("slt.estimators.learning_coefficient", "slt.learning_coefficient")
+    fe = _mod("slt.free_energy", "slt.estimators.free_energy")
+    lc = _mod("slt.learning_coefficient", "slt.estimators.learning_coefficient")
     import inspect
 
-    ctx = runs.build_context(config.load("configs/relu2_truth1.yaml"))
+    import tempfile
+    text = open("configs/relu2_truth1.yaml").read().replace("num_samples: auto", "num_samples: 1000")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:   # the before code has no auto
+        fh.write(text)
+    ctx = runs.build_context(config.load(fh.name))
     p = ctx.problem
     init4 = nuts.prior_draws(jax.random.key(3), 4, p.d, p.prior_std)
     betas = fe.ti_grid(6)
