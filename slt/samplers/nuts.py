@@ -168,9 +168,8 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
 
     advance_by(num_warmup, 1, warm_parts)
     advance_by(num_samples, thinning, parts)
-    rounds, converged = [], None
+    res, rounds, converged = _assemble(parts, warm_parts, num_chains), [], None
     while auto:
-        res = _assemble(parts, warm_parts, num_chains)
         ok, numbers = converged_fn(res)
         rounds.append({"num_samples": int(res.loss.shape[1]), **numbers})
         if ok or num_samples >= max_samples:
@@ -181,10 +180,10 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
             bar.total += more * thinning
         advance_by(more, thinning, parts)
         num_samples += more
+        res = _assemble(parts, warm_parts, num_chains)
     if bar is not None:
         bar.close()
-    return _assemble(parts, warm_parts, num_chains)._replace(sampling_rounds=rounds or None,
-                                                              converged=converged)
+    return res._replace(sampling_rounds=rounds or None, converged=converged)
 
 
 AUTO_FIRST = 500   # num_samples: auto: draws per chain before the first check
