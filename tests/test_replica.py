@@ -76,7 +76,7 @@ def test_auto_ladder_and_auto_draws_on_the_mixture():
     assert abs(lam - res.pilot_barrier) < 0.5 * res.pilot_barrier + 0.5     # the pilot measured the same barrier
     assert res.converged and res.sampling_rounds[-1]["converged"]
     assert res.sampling_rounds[-1]["rhat_loss"] <= 1.01 and res.sampling_rounds[-1]["ess_bulk_loss"] >= 400
-    assert res.loss.shape[1] == res.sampling_rounds[-1]["num_samples"] and res.loss.shape[1] % replica.SAMPLE_CHUNK == 0
+    assert res.loss.shape[1] == res.sampling_rounds[-1]["num_samples"] and res.loss.shape[1] % replica.AUTO_FIRST == 0
     assert res.index_process.shape == (4, res.loss.shape[1], k)
     assert (np.sort(res.index_process, axis=-1) == np.arange(k)).all()     # a permutation at every draw
     assert (res.restarts >= res.round_trips).all() and res.round_trips.min() >= 5

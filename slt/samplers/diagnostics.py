@@ -13,6 +13,13 @@ from typing import NamedTuple
 import numpy as np
 
 
+# when a run is summarised as converged (current practice, Vehtari et al. 2021, ArviZ): R-hat <= 1.01
+# and bulk ESS >= 400 on every reported (invariant) quantity; with ``num_samples: auto`` (NUTS, HMC,
+# replica) the first check comes after AUTO_FIRST draws per chain, then the draws double
+RHAT_MAX, ESS_MIN = 1.01, 400
+AUTO_FIRST = 500
+
+
 def _az():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from slt.samplers.diagnostics import ESS_MIN, RHAT_MAX  # noqa: F401 (re-exported)
+
 MIN_TEMPERATURES, MAX_TEMPERATURES = 4, 32   # bounds of num_temperatures: auto (and the cap of an integer)
-RHAT_MAX, ESS_MIN = 1.01, 400                 # current practice (Vehtari et al. 2021)
 
 
 class ReplicaResult(NamedTuple):

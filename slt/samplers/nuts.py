@@ -23,6 +23,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 
 from slt.kernels import devices
+from slt.samplers.diagnostics import AUTO_FIRST
 from slt.kernels.devices import num_devices_for as _num_devices_for
 from slt.posterior import Problem
 
@@ -186,7 +187,6 @@ def sample(key: jax.Array, problem: Problem, init_positions: jax.Array, beta=1.0
     return res._replace(sampling_rounds=rounds or None, converged=converged)
 
 
-AUTO_FIRST = 500   # num_samples: auto: draws per chain before the first check
 
 
 def _assemble(parts, warm_parts, num_chains) -> SampleResult:

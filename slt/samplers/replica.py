@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from slt.samplers import tempered
+from slt.samplers.diagnostics import AUTO_FIRST
 from slt.kernels import adaptation, devices, hmc as kernel
 from slt.kernels.integrators import State as HMCState
 from slt.posterior import problem_log_prior as _problem_log_prior, problem_loss as _problem_loss, tempered_target
@@ -219,7 +220,6 @@ def _compiled_draws(log_prior_fn, loss_fn, num_samples, num_steps, swap_interval
 
 # ----------------------------------------------------------------------------- drivers
 PILOT_TEMPERATURES = 8                        # the pilot ladder of num_temperatures: auto
-SAMPLE_CHUNK = 500                            # draws per chain of one call of the draw program (num_samples: auto)
 
 
 def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_positions, n, data=None, *,
@@ -246,7 +246,7 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         :func:`temperatures_for_barrier` levels (``~ 2 Lambda + 1``), re-placed at equal barrier
         spacing, started from the pilot's nearest levels and adapted again. A warmup shorter than
         ``MIN_AUTO_WARMUP`` (no adaptation round in its first half) keeps the pilot ladder.
-      num_samples: draws per chain, or ``"auto"``: draw in chunks of ``SAMPLE_CHUNK`` (one
+      num_samples: draws per chain, or ``"auto"``: draw in chunks of ``AUTO_FIRST`` (one
         compiled program, the chains' state carried), doubling the total (500, 1000, 2000, ...)
         until R-hat(L_n) <= 1.01, bulk ESS(L_n) >= 400, every valid chain has made
         ``min_round_trips`` round trips and ``converged_fn(result)`` (if given; e.g. the same
@@ -277,8 +277,8 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         raise ValueError(f"swap_interval must be an integer >= 1, got {swap_interval}")
     if (not auto_n and num_samples < 1) or num_warmup < 0 or num_steps < 1:
         raise ValueError("num_samples and num_steps must be >= 1 and num_warmup >= 0")
-    if auto_n and (max_samples < SAMPLE_CHUNK or min_round_trips < 1):
-        raise ValueError(f"num_samples='auto' needs max_samples >= {SAMPLE_CHUNK} and min_round_trips >= 1, "
+    if auto_n and (max_samples < AUTO_FIRST or min_round_trips < 1):
+        raise ValueError(f"num_samples='auto' needs max_samples >= {AUTO_FIRST} and min_round_trips >= 1, "
                          f"got {max_samples} and {min_round_trips}")
     init_positions = jnp.asarray(init_positions)
     dtype = init_positions.dtype if jnp.issubdtype(init_positions.dtype, jnp.floating) else jnp.result_type(float)
@@ -338,7 +338,7 @@ def sample(key: jax.Array, log_prior_fn: Callable, loss_fn: Callable, init_posit
         s, warm_loss, rej = warm(keys, init_positions, b0, np.broadcast_to(first_step(betas), (nc, k)), num_warmup)
         barrier_rounds += [(k, r.sum(-1)) for r in rej.transpose(1, 0, 2)]
 
-    chunk = min(SAMPLE_CHUNK, int(max_samples)) if auto_n else int(num_samples)
+    chunk = min(AUTO_FIRST, int(max_samples)) if auto_n else int(num_samples)
     cap = max(int(max_samples) // chunk, 1) if auto_n else 1
     draw = _compiled_draws(log_prior_fn, loss_fn, chunk, int(num_steps), int(swap_interval), ndev,
                            bool(keep_ladder))

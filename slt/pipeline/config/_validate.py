@@ -223,7 +223,7 @@ def _check_auto_samples(cfg: Config) -> None:
     """``sampler.num_samples: auto``: its cap must hold the first round."""
     if cfg.sampler.num_samples != "auto":
         return
-    from slt.samplers.nuts import AUTO_FIRST
+    from slt.samplers.diagnostics import AUTO_FIRST
 
     if cfg.sampler.max_samples < AUTO_FIRST:
         raise ConfigError("sampler.max_samples", f"num_samples: auto draws {AUTO_FIRST} per chain in its "

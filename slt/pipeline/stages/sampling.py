@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from slt.samplers import diagnostics, nuts as samplers
+from slt.samplers.diagnostics import ESS_MIN, RHAT_MAX
 from slt.estimators import optimize
 from slt.plots import sampling as plots
 from slt.posterior import resolve_beta
@@ -235,10 +236,6 @@ def run(ctx: Context) -> StageOutput:
     return StageOutput(summary=summary, figures=figures,
                        files={"posterior.nc": inference_data_bytes(idata)},
                        timing={"sampling_s": sampling_s})
-
-
-RHAT_MAX = 1.01    # current practice (Vehtari et al. 2021, ArviZ): R-hat <= 1.01 ...
-ESS_MIN = 400      # ... and bulk ESS >= 400 on every reported (invariant) quantity
 
 
 def _converged(ctx: Context, diag) -> bool:
