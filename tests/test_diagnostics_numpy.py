@@ -31,3 +31,17 @@ def test_rhat_and_bulk_ess_match_arviz(kind):
         x = np.cumsum(x, axis=1) * 0.1 + rng.normal(size=(4, 1))
     assert diagnostics.rhat(x) == pytest.approx(float(az.rhat(x, method="rank")), rel=1e-9)
     assert diagnostics.ess_bulk(x) == pytest.approx(float(az.ess(x, method="bulk")), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["normal", "heavy", "autocorrelated"])
+def test_ess_of_the_mean_and_its_mcse_match_arviz(kind):
+    """The Monte Carlo error of an average uses the ESS of the mean (no rank normalisation), as
+    ``arviz.mcse(method="mean")``: on heavy tails it differs from the bulk ESS."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 301))
+    if kind == "heavy":
+        x = rng.standard_t(2.5, size=(8, 400))
+    elif kind == "autocorrelated":
+        x = np.cumsum(x, axis=1) * 0.1 + rng.normal(size=(4, 1))
+    assert diagnostics.ess_mean(x) == pytest.approx(float(az.ess(x, method="mean")), rel=1e-9)
+    assert diagnostics.mcse_mean(x) == pytest.approx(float(az.mcse(x, method="mean")), rel=1e-9)

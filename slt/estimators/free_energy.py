@@ -53,7 +53,7 @@ class BetaMeans(NamedTuple):
     betas: np.ndarray
     mean: np.ndarray   # E^beta[n L_n]
     mcse: np.ndarray   # sd / sqrt(ESS)
-    ess: np.ndarray    # bulk ESS
+    ess: np.ndarray    # ESS of the mean (not the bulk ESS)
     sd: np.ndarray     # posterior sd of n L_n (= sqrt(-d/dbeta E^beta[n L_n]))
 
 
@@ -71,9 +71,10 @@ def beta_means(betas: Sequence[float], nL_n: np.ndarray) -> BetaMeans:
 
 
 def _ess(x: np.ndarray) -> np.ndarray:
-    """Bulk ESS per beta; a constant column (e.g. a degenerate chain) gets ESS = draws."""
+    """ESS of the mean per beta (:func:`slt.samplers.diagnostics.ess_mean`: it sets an average's
+    Monte Carlo error); a constant column (e.g. a degenerate chain) gets ESS = draws."""
     per = np.transpose(x, (1, 2, 0))              # (chains, draws, betas)
-    ess = np.asarray(diagnostics.ess_bulk(per), float)
+    ess = np.asarray(diagnostics.ess_mean(per), float)
     return np.where(np.isfinite(ess), ess, float(x.shape[1] * x.shape[2]))
 
 

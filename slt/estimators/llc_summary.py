@@ -27,7 +27,7 @@ class LLCResult(NamedTuple):
 
     mean: Optional[float]        # nbeta (mean loss over all draws - L(w*))
     std: Optional[float]         # standard deviation of the per-chain estimates (as devinterp)
-    mcse: Optional[float]        # Monte Carlo standard error of ``mean`` (bulk ESS of the loss)
+    mcse: Optional[float]        # Monte Carlo standard error of ``mean`` (sd / sqrt(ESS of the mean))
     per_chain: np.ndarray        # (C,)   per-chain estimates
     loss_trace: np.ndarray       # (C, T) L at every draw (minibatch SGLD: the batch loss)
     running_mean: np.ndarray     # (C, T) per-chain running LLC estimate
@@ -237,10 +237,11 @@ def summarize(loss: np.ndarray, accept: np.ndarray, eps: np.ndarray, loss_star: 
                 warnings.simplefilter("ignore", RuntimeWarning)
                 rhat = float(diagnostics.rhat(loss[..., None])[0])
                 ess = float(diagnostics.ess_bulk(est[..., None])[0])
+                # the error of an average: the ESS of the mean, not the rank-normalised bulk ESS
+                # (on heavy-tailed control-variate series the bulk ESS was 1.7-5.7x larger)
                 if adjusted is not None:
-                    raw_ess = float(diagnostics.ess_bulk(loss[..., None])[0])
-                    raw_mcse = float(np.std(excess) / math.sqrt(max(raw_ess, 1.0)))
-            mcse = float(np.std(est) / math.sqrt(max(ess, 1.0)))
+                    raw_mcse = diagnostics.mcse_mean(excess)
+                mcse = diagnostics.mcse_mean(est)
         if adjusted is not None:
             raw_mean = float(excess.mean())
             eps_l = float_eps if float_eps is not None else float(np.finfo(np.float32).eps)

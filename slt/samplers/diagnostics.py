@@ -61,6 +61,22 @@ def ess_bulk(draws: np.ndarray) -> np.ndarray:
     return out.reshape(draws.shape[2:])
 
 
+def ess_mean(draws: np.ndarray) -> np.ndarray:
+    """Effective sample size *for the mean* over the leading (chains, draws) axes, as
+    ``arviz.ess(method="mean")`` computes it: split chains, no rank normalisation. This is the
+    one that sets the Monte Carlo error of an average (Vehtari et al. 2021, section 4.1): the bulk
+    ESS ranks the draws first, which tames heavy tails and rare excursions, so on such traces it
+    can be several times larger and its MCSE several times too small (measured on the LLC's
+    control-variate series, 1.7-5.7x)."""
+    draws = np.asarray(draws, dtype=float)
+    if draws.shape[1] < 4:
+        return np.full(draws.shape[2:], np.nan)
+    flat = draws.reshape(draws.shape[:2] + (-1,))
+    out = np.array([np.nan if np.isnan(flat[:, :, i]).any() else _ess(_split(flat[:, :, i]))
+                    for i in range(flat.shape[2])], float)
+    return out.reshape(draws.shape[2:])
+
+
 def _split(a):
     half = a.shape[1] // 2
     return np.concatenate([a[:, :half], a[:, a.shape[1] - half:]], axis=0)
@@ -210,7 +226,8 @@ def _nanmin(a):
 
 
 def mcse_mean(draws: np.ndarray) -> float:
-    """Monte Carlo standard error of the mean of (chains, draws) draws: sd / sqrt(ESS)."""
+    """Monte Carlo standard error of the mean of (chains, draws) draws: sd / sqrt(ESS of the
+    mean), as ``arviz.mcse(method="mean")`` (:func:`ess_mean`, not the bulk ESS)."""
     draws = np.asarray(draws, float)
-    ess = float(ess_bulk(draws[..., None])[0])
-    return float(np.std(draws) / np.sqrt(max(ess, 1.0)))
+    ess = float(ess_mean(draws[..., None])[0])
+    return float(np.std(draws, ddof=1) / np.sqrt(max(ess, 1.0))) if np.isfinite(ess) else float("nan")
