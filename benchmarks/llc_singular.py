@@ -110,7 +110,8 @@ def run_one(c, seed, sampler="hmc", **kw):
             "converged": res.converged, "num_draws": res.num_draws, "ess": res.ess,
             "acceptance": float(np.nanmean(res.acceptance)),
             "step_size": float(np.mean(res.step_size)), "steps_per_draw": res.steps_per_draw,
-            "sampling_s": res.sampling_s}
+            "sampling_s": res.sampling_s, "plain_mean": res.raw_mean, "plain_mcse": res.raw_mcse,
+            "control_variates_used": res.raw_mean is not None}
 
 
 def stats(rows):
@@ -151,6 +152,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=len(CASES), help="first K cases")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--sampler", default="hmc")
     ap.add_argument("--label", default="slt")
     ap.add_argument("--out")
@@ -162,7 +164,7 @@ def main(argv=None):
         return
     rows = []
     chosen = [CASES[i] for i in args.only] if args.only else CASES[:args.cases]
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for c in chosen:
             r = run_one(c, seed, sampler=args.sampler)
             rows.append(r)

@@ -50,9 +50,9 @@ from slt.kernels.devices import num_devices_for
 from slt.samplers import llc_chains
 from slt.samplers.llc_chains import initial_step_size, top_hessian_eigenvalue  # noqa: F401 (re-exported)
 from slt.posterior import Problem, problem_loss
-from slt.estimators.llc_summary import (CV_FLOAT_FLOOR, TREND_ATOL, TREND_RTOL, LLCResult,  # noqa: F401 (re-exported)
-                                        TrendTest, score_observable, stein_adjust, summarize, trend_consistent,
-                                        trend_test)
+from slt.estimators.llc_summary import (CV_CHECK_Z, CV_FLOAT_FLOOR, TREND_ATOL, TREND_RTOL, LLCResult,  # noqa: F401 (re-exported)
+                                        CVCheck, TrendTest, cv_check, score_observable, stein_adjust, summarize,
+                                        trend_consistent, trend_test)
 
 SAMPLERS = ("hmc", "mala", "sgld", "nuts")
 RESUMABLE = ("hmc", "mala")  # samplers whose chains can be continued (num_draws: auto)
@@ -311,7 +311,8 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
             adj = adjusted(excess)
             if adj is None:
                 return trend_test(excess, atol=atol).converged
-            return trend_test(adj, atol=atol).converged and trend_consistent(trend_test(excess, atol=atol))
+            return (trend_test(adj, atol=atol).converged and trend_consistent(trend_test(excess, atol=atol))
+                    and cv_check(excess, adj).ok)
 
         losses, accepts, steps = draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
         loss, accept = np.concatenate(losses, axis=1), np.concatenate(accepts, axis=1)
