@@ -37,9 +37,9 @@ def problem(case):
 def child(jitter):
     os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     import jax
-    from slt.kernels import hmc
+    from slt.kernels import hmc, localized_hmc
     from slt.estimators import learning_coefficient as lc
-    hmc.JITTER = jitter   # read when the kernel is traced (once per process)
+    hmc.JITTER = localized_hmc.JITTER = jitter   # both read when the kernel is traced (once per process)
     for case in CASES:
         p, w = problem(case)
         for seed in SEEDS:
