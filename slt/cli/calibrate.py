@@ -1,7 +1,7 @@
 """``slt calibrate``: the LLC sampler on a step-size x nbeta grid, like devinterp's epsilon-beta
 analysis; a command of its own (its run directory holds ``calibration.csv``/``.png`` and
 ``summary.json``), built on the ``llc`` stage's point (:func:`slt.pipeline.stages.point.resolve_point`,
-:func:`slt.pipeline.stages.llc.refine`) and the LLC's compiled chain programs (:func:`slt.samplers.llc_chains.programs`).
+:func:`slt.pipeline.stages.llc.refine`) and the LLC's chain programs (:func:`slt.samplers.llc_chains.programs`).
 """
 from __future__ import annotations
 
@@ -67,9 +67,10 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     C, S = sec.num_chains, len(step_sizes)
     num_burnin = sec.num_burnin if sec.num_burnin is not None else sec.num_draws // 10
     batch = sec.batch_size if sec.batch_size and sec.batch_size < p.n else None
-    warm, draw = llc_chains.programs(sec.sampler, lc.problem_loss, 0, num_burnin, 0.5, sec.num_draws,
-                                     lc.HMC_MAX_STEPS, num_devices_for(C * S), batch_size=batch,
-                                     batch_loss_fn=lc.problem_batch_loss if batch else None)
+    warm, _ = llc_chains.programs(sec.sampler, lc.problem_loss, 0, num_burnin, 0.5, sec.num_draws,
+                                  lc.HMC_MAX_STEPS, num_devices_for(C * S), batch_size=batch,
+                                  batch_loss_fn=lc.problem_batch_loss if batch else None,
+                                  first_draws=sec.num_draws)   # one chunk: drawn by the warmup's loop
     n_a, no_t = jnp.asarray(p.n, jnp.int32), jnp.asarray(np.nan, p.x.dtype)
     eps_chains = jnp.repeat(jnp.asarray(step_sizes, p.x.dtype), C)
     loss_star = float(p.loss(w_star))
@@ -81,9 +82,8 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
         log(f"[{cfg.name}] calibrate nbeta={nb:.4g}: {S} step sizes x {C} chains")
         k_i = jax.random.fold_in(ctx.key("calibrate"), i)
         args = (w_star, p, jnp.asarray(nb, p.x.dtype), jnp.asarray(sec.gamma, p.x.dtype))
-        states, eps, inv_mass, traj, _ = warm(jax.random.split(k_i, C * S), eps_chains, *args,
-                                              ctx.key("curvature"), no_t, n_a)
-        _, loss, accept, *_ = draw(llc_chains.chunk_keys(k_i, 0, C * S), states, eps, inv_mass, *args, traj, n_a)
+        *_, (loss, accept, _, _) = warm(jax.random.split(k_i, C * S), eps_chains, *args, ctx.key("curvature"),
+                                        no_t, n_a)
         loss, accept = np.asarray(loss, float), np.asarray(accept, float)
         for j, eps in enumerate(step_sizes):
             sl = slice(j * C, (j + 1) * C)

@@ -282,20 +282,24 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     nonfinite = []   # per chunk, (C,) transitions that met a NaN of the model
     observables = []
     obs_fn = score_observable(loss_fn, observable_fn) if use_cv else observable_fn
+    # SGLD, NUTS: one chunk by default, drawn by the warmup's own loop (one program to compile)
+    first = int(chunk) if sampler in ("sgld", "nuts") else 0
     warm, draw = llc_chains.programs(sampler, loss_fn, int(num_adapt), int(num_burnin), float(target_accept),
                                      int(chunk), int(max_steps), ndev, batch_loss_fn=batch_loss_fn,
                                      batch_size=batch_size, max_tree_depth=int(max_tree_depth),
-                                     keep_positions=bool(thin), observable_fn=obs_fn)
+                                     keep_positions=bool(thin), observable_fn=obs_fn, first_draws=first)
     given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
     n_a = jnp.asarray(n or 1, jnp.int32)
-    states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a, k_curv,
-                                                  given_t, n_a)
+    states, eps, inv_mass, traj, loss_star, *first_out = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
+                                                              k_curv, given_t, n_a)
 
     def draw_chunk(i):
         nonlocal states
-        ck = llc_chains.chunk_keys(k_run, i, num_chains)
-        states, loss, acc, st, nf, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a,
-                                                 traj, n_a)
+        if i == 0 and first:
+            loss, acc, st, nf = first_out[0]
+        else:
+            states, loss, acc, st, nf, *extra = draw(llc_chains.chunk_keys(k_run, i, num_chains), states, eps,
+                                                     inv_mass, w_star, data, nbeta_a, gamma_a, traj, n_a)
         nonfinite.append(np.asarray(nf).sum(axis=1))
         if obs_fn is not None:
             observables.append(np.asarray(extra[0], np.float64))

@@ -89,23 +89,27 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
     nbeta_a = jnp.asarray(nbeta if nbeta_vec is None else nbetas, dtype)
     gamma_a = jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
+    first = int(chunk) if sampler in ("sgld", "nuts") else 0   # as estimate_llc: the warmup's loop draws it
     warm, draw = llc_chains.programs(sampler, loss_fn, int(num_adapt), int(num_burnin), float(target_accept),
                                      int(chunk), int(max_steps), ndev, batch_loss_fn=batch_loss_fn,
-                                     batch_size=batch_size, max_tree_depth=int(max_tree_depth))
+                                     batch_size=batch_size, max_tree_depth=int(max_tree_depth), first_draws=first)
     warm = _batched(warm, (0, 0, 0, data_axis, nb_axis, None, 0, None, None))
     draw = _batched(draw, (0, 0, 0, 0, 0, data_axis, nb_axis, None, 0, None))
     given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
     n_a = jnp.asarray(n or 1, jnp.int32)
-    states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_stars, data, nbeta_a, gamma_a, k_curv,
-                                                  given_t, n_a)
+    states, eps, inv_mass, traj, loss_star, *first_out = warm(keys, eps0, w_stars, data, nbeta_a, gamma_a,
+                                                              k_curv, given_t, n_a)
     fold = llc_chains.member_chunk_keys(num_chains)
     loss_star_np = np.asarray(loss_star, np.float64)
     nonfinite = []   # per chunk, (K, C) transitions that met a NaN of the model
 
     def draw_chunk(i):
         nonlocal states
-        states, loss, acc, st, nf = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
-                                         nbeta_a, gamma_a, traj, n_a)
+        if i == 0 and first:
+            loss, acc, st, nf = first_out[0]
+        else:
+            states, loss, acc, st, nf = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
+                                             nbeta_a, gamma_a, traj, n_a)
         nonfinite.append(np.asarray(nf).sum(axis=2))
         return loss, acc, st
 

@@ -83,15 +83,16 @@ def member_chunk_keys(num_chains: int):
 
 
 # ----------------------------------------------------------------------------- warmup kernels
-def _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, batch_size, target_accept):
-    """One Langevin chain's warmup as ONE scan over adaptation + burn-in -> ``(state, eps, inv_mass)``.
+def _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, batch_size, target_accept, draws=0):
+    """One Langevin chain's warmup as ONE scan over adaptation + burn-in (+ ``draws`` first draws,
+    recorded as the draw program records them) -> ``(state, eps, inv_mass[, draw outputs])``.
 
     Adaptation (``t < num_adapt``): dual averaging of the step size towards ``target_accept``.
     MALA also learns a diagonal preconditioner, Stan-style: the variance of w over the second
     quarter of the adaptation (regularised towards 1e-3) becomes M^-1 at its half-way point,
     where the step size restarts from ``eps / min(M^-1)`` and adapts again. SGLD keeps the
     identity metric (devinterp's update). After adaptation everything is fixed."""
-    total = num_adapt + num_burnin
+    total = num_adapt + num_burnin + draws
     precondition = sampler == "mala" and num_adapt >= 40
     half, quarter = num_adapt // 2, num_adapt // 4
 
@@ -123,12 +124,14 @@ def _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, bat
                 restart = adaptation.dual_averaging_init(jnp.exp(da.log_step) / jnp.min(reg))
                 da = jax.tree.map(lambda a, b: jnp.where(switch, a, b), restart, da)
                 inv_mass = jnp.where(switch, reg, inv_mass)
-            return (state, da, inv_mass, welford), (info.loss, info.accept_prob, eps)
+            mala_draws = (info.nonfinite,) if draws and sampler == "mala" else ()
+            return (state, da, inv_mass, welford), (info.loss, info.accept_prob, eps) + mala_draws
 
         xs = (jax.random.split(key, total), jnp.arange(total))
         carry = (state, adaptation.dual_averaging_init(eps0), ones, adaptation.welford_init(w_star))
-        (state, da, inv_mass, _), _ = jax.lax.scan(body, carry, xs)
-        return state, jnp.exp(da.log_step_avg) if num_adapt else eps0, inv_mass
+        (state, da, inv_mass, _), ys = jax.lax.scan(body, carry, xs)
+        out = (state, jnp.exp(da.log_step_avg) if num_adapt else eps0, inv_mass)
+        return out + (_draw_outputs(*ys[:2], None, ys[3] if len(ys) > 3 else None, draws),) if draws else out
 
     return one_chain
 
@@ -143,6 +146,14 @@ def _langevin_step(sampler, key, state, eps, inv_mass, loss_fn, batch_loss_fn, b
     return langevin.sgld_step(
         key, state, target, eps, lambda idx: localized_target(lambda w, d: batch_loss_fn(w, d, idx), data,
                                                               w_star, nbeta, gamma), n, batch_size)
+
+
+def _draw_outputs(loss, accept, steps, nonfinite, draws):
+    """The last ``draws`` entries of a warmup scan's records as the draw program returns them,
+    ``(loss, accept, steps, nonfinite)``; steps None: 1 each, nonfinite None: False."""
+    loss, accept = loss[-draws:], accept[-draws:]
+    return (loss, accept, jnp.ones(loss.shape, jnp.int32) if steps is None else steps[-draws:],
+            jnp.zeros(loss.shape, bool) if nonfinite is None else nonfinite[-draws:])
 
 
 @functools.lru_cache(maxsize=None)
@@ -242,30 +253,37 @@ def batch_map(fn, in_axes):
 
 
 def programs(sampler, loss_fn, num_adapt, num_burnin, target_accept, chunk, max_steps, ndev, *,
-             batch_loss_fn=None, batch_size=None, max_tree_depth=8, keep_positions=False, observable_fn=None):
+             batch_loss_fn=None, batch_size=None, max_tree_depth=8, keep_positions=False, observable_fn=None,
+             first_draws=0):
     """The ``(warmup, draw)`` programs of one sampler configuration (:func:`warmup_program`,
     :func:`draw_program`; the minibatch settings are SGLD's, the tree depth NUTS')."""
     batch = dict(batch_loss_fn=batch_loss_fn, batch_size=batch_size) if sampler == "sgld" else {}
     nuts = (num_adapt + num_burnin, target_accept, max_tree_depth, num_adapt > 0) if sampler == "nuts" else None
     return (warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev,
-                           max_tree_depth=max_tree_depth, **batch),
+                           max_tree_depth=max_tree_depth, draws=first_draws, **batch),
             draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions, observable_fn, nuts=nuts, **batch))
 
 
 @functools.lru_cache(maxsize=None)
 def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev, *,
-                   batch_loss_fn=None, batch_size=None, max_tree_depth=8):
+                   batch_loss_fn=None, batch_size=None, max_tree_depth=8, draws=0):
     """Jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, curv_key, trajectory_length, n)``
     -> ``(states, eps (C,), inv_mass (C, d), trajectory_length, L(w*))``. NaN entries of eps0 take
     the curvature rule ``0.5 / kappa_max`` (Langevin, NUTS) or ``1 / sqrt(kappa_max)`` (HMC).
     NUTS: numpyro's ``init_kernel`` and its warmup (step size and diagonal mass adaptation over
     adaptation + burn-in), the state an ``HMCState``, ``eps`` the adapted step size.
-    ``trajectory_length`` is HMC's (also computed for MALA; NaN for SGLD and NUTS)."""
+    ``trajectory_length`` is HMC's (also computed for MALA; NaN for SGLD and NUTS).
+
+    ``draws`` (MALA, SGLD, NUTS): the scan goes on for the first ``draws`` draws, appended as
+    ``(loss, accept, steps, nonfinite)`` (C, draws) as :func:`draw_program` returns them, the
+    states then those after them. A one-chunk run (SGLD's and NUTS' default) is then one program
+    with one loop body: XLA compiles each module and loop body anew (~0.5-1 s each on CPU for a
+    small model), and a fixed run compiled as fast as one scan did before."""
     from slt.kernels import localized_hmc as hmc
 
     if sampler in ("mala", "sgld"):
         chain = _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, batch_size,
-                                 target_accept)
+                                 target_accept, draws)
 
         def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length, n):
             return chain(key, eps0, w_star, data, nbeta, gamma, n)
@@ -279,11 +297,17 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
             state = init_kernel(w_star, num_warmup, step_size=eps0, adapt_step_size=num_adapt > 0,
                                 target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
                                 model_args=args, rng_key=key)
-            if num_warmup:
-                state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=args), None), state,
-                                        None, length=num_warmup)
-            return state, state.adapt_state.step_size, jnp.ones_like(w_star)
-    elif sampler == "hmc":
+
+            def step(s, _):
+                s = sample_kernel(s, model_args=args)
+                return s, (loss_fn(s.z, data), s.accept_prob, s.num_steps) if draws else None
+
+            if num_warmup or draws:
+                state, ys = jax.lax.scan(step, state, None, length=num_warmup + draws)
+            # the adapted step size: the adaptation state is fixed after the warmup
+            out = (state, state.adapt_state.step_size, jnp.ones_like(w_star))
+            return out + (_draw_outputs(*ys, None, draws),) if draws else out
+    elif sampler == "hmc" and not draws:
         def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length, n):
             state = hmc.init(loss_fn, w_star, data, w_star, nbeta, gamma)
 
@@ -323,9 +347,9 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
         rule = 1.0 / jnp.sqrt(kappa_max) if sampler == "hmc" else 0.5 / kappa_max
         auto = jnp.where(ok, rule, 1e-4).astype(eps0.dtype)
         eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
-        states, eps, inv_mass = chains(keys, eps0, w_star, data, nbeta, gamma,
-                                       trajectory_length.astype(eps0.dtype), n)
-        return states, eps, inv_mass, trajectory_length, loss_fn(w_star, data)
+        states, eps, inv_mass, *first = chains(keys, eps0, w_star, data, nbeta, gamma,
+                                               trajectory_length.astype(eps0.dtype), n)
+        return (states, eps, inv_mass, trajectory_length, loss_fn(w_star, data)) + tuple(first)
 
     return jax.jit(run)
 
