@@ -377,6 +377,30 @@ def test_drifting_chains_are_flagged_and_auto_extends_until_converged():
     assert any("max_draws = 4000" in w for w in capped.warnings)
 
 
+
+def test_sgld_and_nuts_auto_continue_the_same_chains():
+    """SGLD and NUTS run in the same warmup + draw-chunk programs as HMC and MALA: with
+    num_draws auto and a cap above the first chunk (2000) a chain still climbing from w* (a tiny
+    fixed step, no burn-in) is continued, not restarted. SGLD: the first 2000 draws are those of
+    a 2000-draw run, and the next draw follows on from the last (a restart would record L(w*) =
+    0 again). NUTS carries numpyro's state with its own key: the auto run equals one 4000-draw
+    run (the chunking is invisible)."""
+    K = lambda w: 0.5 * jnp.sum(w ** 2)
+    kw = dict(nbeta=1e3, gamma=0.0, num_burnin=0, num_chains=4)
+    sgld = dict(kw, sampler="sgld", step_size=2e-6)
+    auto = lc.estimate_llc(jax.random.key(0), K, jnp.zeros(6), max_draws=4000, **sgld)
+    one = lc.estimate_llc(jax.random.key(0), K, jnp.zeros(6), num_draws=2000, **sgld)
+    assert auto.num_draws == 4000 and auto.converged is False
+    assert any("max_draws = 4000" in w for w in auto.warnings)
+    np.testing.assert_array_equal(auto.loss_trace[:, :2000], one.loss_trace)
+    assert (one.loss_trace[:, 0] == 0).all() and (auto.loss_trace[:, 2000] > 0.5 * auto.loss_trace[:, 1999]).all()
+    nuts = dict(kw, sampler="nuts", step_size=3e-5, num_adapt=0, max_tree_depth=3)
+    auto = lc.estimate_llc(jax.random.key(1), K, jnp.zeros(6), max_draws=4000, **nuts)
+    one = lc.estimate_llc(jax.random.key(1), K, jnp.zeros(6), num_draws=4000, **nuts)
+    assert auto.num_draws == 4000 and auto.converged is False and auto.steps_per_draw == 7
+    np.testing.assert_array_equal(auto.loss_trace, one.loss_trace)
+    np.testing.assert_array_equal(auto.step_size, np.full(4, 3e-5, np.float32))
+
 # ----------------------------------------------------------------------------- singular reference
 @pytest.mark.slow
 def test_hmc_matches_independent_nuts_on_a_deep_linear_network():

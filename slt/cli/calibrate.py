@@ -1,7 +1,7 @@
 """``slt calibrate``: the LLC sampler on a step-size x nbeta grid, like devinterp's epsilon-beta
 analysis; a command of its own (its run directory holds ``calibration.csv``/``.png`` and
 ``summary.json``), built on the ``llc`` stage's point (:func:`slt.pipeline.stages.point.resolve_point`,
-:func:`slt.pipeline.stages.llc.refine`) and the LLC's compiled chain program (:func:`slt.samplers.llc_chains.program`).
+:func:`slt.pipeline.stages.llc.refine`) and the LLC's chain programs (:func:`slt.samplers.llc_chains.programs`).
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     grid and write a run directory: ``calibration.csv``, ``calibration.png`` (LLC and
     acceptance against step size per nbeta, mean traces) and ``summary.json`` (last).
 
-    All step sizes run as one vmapped program (each chain carries its own step size); the
-    nbeta values loop over the same compiled program. Defaults: step sizes ``eps0 * 2^k``,
+    All step sizes run as one vmapped warmup (burn-in) and draw program (each chain carries its
+    own step size); the nbeta values loop over the same compiled programs. Defaults: step sizes ``eps0 * 2^k``,
     k = -4..2, around the curvature step ``eps0 = 0.5 / (nbeta lambda_max + gamma)``; nbetas
     ``n/log n`` times 0.5, 1, 2.
     """
@@ -67,8 +67,11 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     C, S = sec.num_chains, len(step_sizes)
     num_burnin = sec.num_burnin if sec.num_burnin is not None else sec.num_draws // 10
     batch = sec.batch_size if sec.batch_size and sec.batch_size < p.n else None
-    program = llc_chains.program(sec.sampler, lc.problem_loss, lc.problem_batch_loss if batch else None, 0,
-                          num_burnin, sec.num_draws, batch, 0.5, 8, num_devices_for(C * S))
+    warm, _ = llc_chains.programs(sec.sampler, lc.problem_loss, 0, num_burnin, 0.5, sec.num_draws,
+                                  lc.HMC_MAX_STEPS, num_devices_for(C * S), batch_size=batch,
+                                  batch_loss_fn=lc.problem_batch_loss if batch else None,
+                                  first_draws=sec.num_draws)   # one chunk: drawn by the warmup's loop
+    n_a, no_t = jnp.asarray(p.n, jnp.int32), jnp.asarray(np.nan, p.x.dtype)
     eps_chains = jnp.repeat(jnp.asarray(step_sizes, p.x.dtype), C)
     loss_star = float(p.loss(w_star))
     shape = (len(nbetas), S)
@@ -77,10 +80,10 @@ def calibrate(cfg, out_dir=None, step_sizes=None, nbetas=None, log=None) -> Path
     rows = []
     for i, nb in enumerate(nbetas):
         log(f"[{cfg.name}] calibrate nbeta={nb:.4g}: {S} step sizes x {C} chains")
-        keys = jax.random.split(jax.random.fold_in(ctx.key("calibrate"), i), C * S)
-        loss, accept, _, _ = program(keys, eps_chains, w_star, p, jnp.asarray(nb, p.x.dtype),
-                                     jnp.asarray(sec.gamma, p.x.dtype), jnp.asarray(p.n, jnp.int32),
-                                     ctx.key("curvature"))
+        k_i = jax.random.fold_in(ctx.key("calibrate"), i)
+        args = (w_star, p, jnp.asarray(nb, p.x.dtype), jnp.asarray(sec.gamma, p.x.dtype))
+        *_, (loss, accept, _, _) = warm(jax.random.split(k_i, C * S), eps_chains, *args, ctx.key("curvature"),
+                                        no_t, n_a)
         loss, accept = np.asarray(loss, float), np.asarray(accept, float)
         for j, eps in enumerate(step_sizes):
             sl = slice(j * C, (j + 1) * C)

@@ -7,17 +7,19 @@ arXiv:2308.12108, AISTATS 2025)::
 ``nbeta = n beta``; the default is ``n / log n`` (beta* = 1/log n, WBIC's temperature).
 devinterp instead defaults to ``B / log B`` for the batch size B: pass ``nbeta`` to match it.
 
-Samplers (all chains vmapped in ONE compiled program, draws by ``lax.scan``, chains sharded
-over local devices; the programs live in :mod:`slt.samplers.llc_chains`): ``"hmc"`` (default; exact,
+Samplers (all chains vmapped in one compiled warmup program and one draw program, steps by
+``lax.scan``, chains sharded over local devices; the programs live in
+:mod:`slt.samplers.llc_chains`): ``"hmc"`` (default; exact,
 trajectories as long as the flat directions, :mod:`slt.kernels.localized_hmc`), ``"mala"`` (exact,
 self-tuning, but a random walk along flat directions), ``"sgld"`` (devinterp's update, full
 batch or minibatch) and ``"nuts"`` (numpyro's functional ``hmc``), see :mod:`slt.langevin`.
 
 Convergence: every estimate carries a trend test (:func:`trend_test`): the per-chain means of
 the first and second half of the draws must agree to within ``TREND_RTOL`` of the estimate,
-including twice the standard error of their difference. ``num_draws="auto"`` (HMC and MALA)
-continues the same chains, without recompiling, until the test passes or ``max_draws`` is
-reached; a failed test sets ``converged = False`` and a warning.
+including twice the standard error of their difference. ``num_draws="auto"`` continues the
+same chains, without recompiling, until the test passes or ``max_draws`` is reached (SGLD and
+NUTS by default stop at their first 2000 draws); a failed test sets ``converged = False`` and a
+warning.
 
 Control variates (HMC default, d <= ``CV_MAX_D``): the estimate averages ``nbeta (L - L(w*))
 - Z . b`` with Stein functions Z of mean exactly 0 under the localised posterior (built from the
@@ -55,7 +57,7 @@ from slt.estimators.llc_summary import (CV_CHECK_Z, CV_FLOAT_FLOOR, TREND_ATOL, 
                                         trend_consistent, trend_test)
 
 SAMPLERS = ("hmc", "mala", "sgld", "nuts")
-RESUMABLE = ("hmc", "mala")  # samplers whose chains can be continued (num_draws: auto)
+POSITION_HOOKS = ("hmc", "mala")  # samplers whose draws feed keep_positions, observable_fn, control variates
 AUTO_DRAWS = {"hmc": (500, 8000), "mala": (2000, 32000), "sgld": (2000, 2000), "nuts": (2000, 2000)}
 HMC_TARGET_ACCEPT = 0.8
 HMC_MAX_STEPS = 128  # leapfrog steps per HMC transition at most (caps the trajectory at 128 eps)
@@ -123,7 +125,7 @@ def resolve_settings(sampler, loss_fn, data, batch_loss_fn, batch_size, nbeta, n
     auto = num_draws == "auto"
     first_chunk, cap = AUTO_DRAWS[sampler]
     chunk = first_chunk if auto else int(num_draws)
-    cap = chunk if not auto or sampler not in RESUMABLE else int(max_draws or cap)
+    cap = chunk if not auto else int(max_draws or cap)
     chunk = min(chunk, cap)
     if num_burnin is None:
         num_burnin = max(chunk // 10, 50 if sampler == "hmc" else 0)
@@ -188,10 +190,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
       sampler: ``"hmc"`` | ``"mala"`` | ``"sgld"`` | ``"nuts"``.
       num_draws: recorded draws per chain, after ``num_adapt`` adaptation and ``num_burnin``
         discarded transitions (both start from w*); ``"auto"``: start with
-        ``AUTO_DRAWS[sampler][0]`` and, for HMC and MALA, double the draws by continuing the
-        same chains until the trend test passes or ``max_draws`` (default
-        ``AUTO_DRAWS[sampler][1]``) is reached. SGLD and NUTS cannot be continued: auto means
-        their fixed 2000 draws, still trend-tested.
+        ``AUTO_DRAWS[sampler][0]`` and double the draws by continuing the same chains until
+        the trend test passes or ``max_draws`` (default ``AUTO_DRAWS[sampler][1]``) is reached
+        (SGLD and NUTS: 2000, their first chunk, unless ``max_draws`` is raised).
       num_burnin: default ``num_draws // 10`` (auto: of the first chunk; HMC at least 50).
       num_adapt: step-size adaptation steps; default HMC 200, others 400 when ``step_size`` is
         None (NUTS: always 400; minibatch SGLD: 0, the curvature step), else 0. Dual averaging towards
@@ -239,9 +240,9 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     thin = int(keep_positions)
-    if thin and sampler not in RESUMABLE:
+    if thin and sampler not in POSITION_HOOKS:
         raise ValueError(f"keep_positions needs sampler hmc or mala, got {sampler!r}")
-    if observable_fn is not None and sampler not in RESUMABLE:
+    if observable_fn is not None and sampler not in POSITION_HOOKS:
         raise ValueError(f"observable_fn needs sampler hmc or mala, got {sampler!r}")
     w_star = jnp.asarray(w_star, jnp.result_type(float))
     if w_star.ndim != 1:
@@ -262,7 +263,7 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
     eps0 = jnp.asarray(np.full((num_chains,), np.nan if step_size is None else step_size), dtype)
     d = int(w_star.shape[0])
     use_cv = ((sampler == "hmc" and observable_fn is None) if control_variates is None
-              else bool(control_variates)) and sampler in RESUMABLE and num_chains >= 2 and d <= CV_MAX_D
+              else bool(control_variates)) and sampler in POSITION_HOOKS and num_chains >= 2 and d <= CV_MAX_D
     w_star_np = np.asarray(w_star, np.float64)
 
     def atol_at(mean):
@@ -277,65 +278,60 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         return stein_adjust(excess, feats[..., -2 * d:-d], feats[..., -d:], w_star_np, float(nbeta), float(gamma))
     nbeta_a, gamma_a = jnp.asarray(nbeta, dtype), jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
-    traj = steps_per_draw = None
     kept = []   # keep_positions: the thinned draws of every chunk
     nonfinite = []   # per chunk, (C,) transitions that met a NaN of the model
     observables = []
-    if sampler in RESUMABLE:
+    obs_fn = score_observable(loss_fn, observable_fn) if use_cv else observable_fn
+    # SGLD, NUTS: one chunk by default, drawn by the warmup's own loop (one program to compile)
+    first = int(chunk) if sampler in ("sgld", "nuts") else 0
+    warm, draw = llc_chains.programs(sampler, loss_fn, int(num_adapt), int(num_burnin), float(target_accept),
+                                     int(chunk), int(max_steps), ndev, batch_loss_fn=batch_loss_fn,
+                                     batch_size=batch_size, max_tree_depth=int(max_tree_depth),
+                                     keep_positions=bool(thin), observable_fn=obs_fn, first_draws=first)
+    given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
+    n_a = jnp.asarray(n or 1, jnp.int32)
+    states, eps, inv_mass, traj, loss_star, *first_out = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
+                                                              k_curv, given_t, n_a)
 
-        warm = llc_chains.warmup_program(sampler, loss_fn, int(num_adapt), int(num_burnin),
-                                         float(target_accept), int(max_steps), ndev)
-        given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
-        states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_star, data, nbeta_a, gamma_a,
-                                                      k_curv, given_t)
-        obs_fn = score_observable(loss_fn, observable_fn) if use_cv else observable_fn
-        draw = llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev,
-                                       keep_positions=bool(thin), observable_fn=obs_fn)
-        def draw_chunk(i):
-            nonlocal states
-            ck = llc_chains.chunk_keys(k_run, i, num_chains)
-            states, loss, acc, st, nf, *extra = draw(ck, states, eps, inv_mass, w_star, data, nbeta_a, gamma_a,
-                                                     traj)
-            nonfinite.append(np.asarray(nf).sum(axis=1))
-            if obs_fn is not None:
-                observables.append(np.asarray(extra[0], np.float64))
-            if thin:   # every thin-th draw, counted over the whole run
-                kept.append(np.asarray(extra[-1])[:, (thin - 1 - i * chunk) % thin::thin])
-            return loss, acc, st
+    def draw_chunk(i):
+        nonlocal states
+        if i == 0 and first:
+            loss, acc, st, nf = first_out[0]
+        else:
+            states, loss, acc, st, nf, *extra = draw(llc_chains.chunk_keys(k_run, i, num_chains), states, eps,
+                                                     inv_mass, w_star, data, nbeta_a, gamma_a, traj, n_a)
+        nonfinite.append(np.asarray(nf).sum(axis=1))
+        if obs_fn is not None:
+            observables.append(np.asarray(extra[0], np.float64))
+        if thin:   # every thin-th draw, counted over the whole run
+            kept.append(np.asarray(extra[-1])[:, (thin - 1 - i * chunk) % thin::thin])
+        return loss, acc, st
 
-        def converged(losses):
-            excess = float(nbeta) * (np.concatenate(losses, axis=1) - float(loss_star))
-            if not np.isfinite(excess).all():
-                return True
-            atol = atol_at(float(excess.mean()))
-            adj = adjusted(excess)
-            if adj is None:
-                return trend_test(excess, atol=atol).converged
-            return (trend_test(adj, atol=atol).converged and trend_consistent(trend_test(excess, atol=atol))
-                    and cv_check(excess, adj).ok)
+    def converged(losses):
+        excess = float(nbeta) * (np.concatenate(losses, axis=1) - float(loss_star))
+        if not np.isfinite(excess).all():
+            return True
+        atol = atol_at(float(excess.mean()))
+        adj = adjusted(excess)
+        if adj is None:
+            return trend_test(excess, atol=atol).converged
+        return (trend_test(adj, atol=atol).converged and trend_consistent(trend_test(excess, atol=atol))
+                and cv_check(excess, adj).ok)
 
-        losses, accepts, steps = draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
-        loss, accept = np.concatenate(losses, axis=1), np.concatenate(accepts, axis=1)
-        steps_per_draw = float(np.concatenate(steps, axis=1).mean())
-        traj = float(traj)
-        eps = np.asarray(eps, np.float64)
-    else:
-        program = llc_chains.program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
-                           int(chunk), batch_size, float(target_accept), int(max_tree_depth), ndev)
-        loss, accept, eps, loss_star = program(keys, eps0, w_star, data, nbeta_a, gamma_a,
-                                               jnp.asarray(n or 1, jnp.int32), k_curv)
-        loss, accept, eps = (np.asarray(jax.block_until_ready(loss), np.float64),
-                             np.asarray(accept, np.float64), np.asarray(eps, np.float64))
-        steps_per_draw = 1.0 if sampler != "nuts" else None
+    losses, accepts, steps = draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
+    loss, accept = np.concatenate(losses, axis=1), np.concatenate(accepts, axis=1)
+    steps_per_draw = float(np.concatenate(steps, axis=1).mean())
+    traj = float(traj) if sampler in ("hmc", "mala") else None
+    eps = np.asarray(eps, np.float64)
     sampling_s = time.perf_counter() - t0
     excess_all = float(nbeta) * (np.asarray(loss, np.float64) - float(loss_star))
-    adj = adjusted(excess_all) if sampler in RESUMABLE and np.isfinite(excess_all).all() else None
+    adj = adjusted(excess_all) if np.isfinite(excess_all).all() else None
     res = summarize(loss, accept, eps, float(loss_star), nbeta=float(nbeta), gamma=float(gamma),
                     adjusted=adj, trend_atol=atol_at(float(np.mean(excess_all))),
                     float_eps=float(jnp.finfo(dtype).eps),
                     sampler=sampler, num_burnin=int(num_burnin), num_adapt=int(num_adapt),
                     batch_size=batch_size, d=int(w_star.shape[0]), sampling_s=sampling_s,
-                    draws_cap=cap if auto and sampler in RESUMABLE else None, min_step=min_step,
+                    draws_cap=cap if auto else None, min_step=min_step,
                     nonfinite=np.sum(nonfinite, axis=0) if nonfinite else None)
     res = res._replace(trajectory_length=traj, steps_per_draw=steps_per_draw)
     if observable_fn is not None:

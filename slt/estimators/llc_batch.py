@@ -89,45 +89,38 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
     nbeta_a = jnp.asarray(nbeta if nbeta_vec is None else nbetas, dtype)
     gamma_a = jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
-    traj = steps_per_draw = None
-    if sampler in lc.RESUMABLE:
-        warm = _batched(llc_chains.warmup_program(sampler, loss_fn, int(num_adapt), int(num_burnin),
-                                                  float(target_accept), int(max_steps), ndev),
-                        (0, 0, 0, data_axis, nb_axis, None, 0, None))
-        given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
-        states, eps, inv_mass, traj, loss_star = warm(keys, eps0, w_stars, data, nbeta_a, gamma_a,
-                                                      k_curv, given_t)
-        draw = _batched(llc_chains.draw_program(sampler, loss_fn, int(chunk), int(max_steps), ndev),
-                        (0, 0, 0, 0, 0, data_axis, nb_axis, None, 0))
-        fold = llc_chains.member_chunk_keys(num_chains)
-        loss_star_np = np.asarray(loss_star, np.float64)
+    first = int(chunk) if sampler in ("sgld", "nuts") else 0   # as estimate_llc: the warmup's loop draws it
+    warm, draw = llc_chains.programs(sampler, loss_fn, int(num_adapt), int(num_burnin), float(target_accept),
+                                     int(chunk), int(max_steps), ndev, batch_loss_fn=batch_loss_fn,
+                                     batch_size=batch_size, max_tree_depth=int(max_tree_depth), first_draws=first)
+    warm = _batched(warm, (0, 0, 0, data_axis, nb_axis, None, 0, None, None))
+    draw = _batched(draw, (0, 0, 0, 0, 0, data_axis, nb_axis, None, 0, None))
+    given_t = jnp.asarray(math.nan if trajectory_length is None else trajectory_length, dtype)
+    n_a = jnp.asarray(n or 1, jnp.int32)
+    states, eps, inv_mass, traj, loss_star, *first_out = warm(keys, eps0, w_stars, data, nbeta_a, gamma_a,
+                                                              k_curv, given_t, n_a)
+    fold = llc_chains.member_chunk_keys(num_chains)
+    loss_star_np = np.asarray(loss_star, np.float64)
+    nonfinite = []   # per chunk, (K, C) transitions that met a NaN of the model
 
-        nonfinite = []   # per chunk, (K, C) transitions that met a NaN of the model
-
-        def draw_chunk(i):
-            nonlocal states
+    def draw_chunk(i):
+        nonlocal states
+        if i == 0 and first:
+            loss, acc, st, nf = first_out[0]
+        else:
             states, loss, acc, st, nf = draw(fold(k_run, i), states, eps, inv_mass, w_stars, data,
-                                             nbeta_a, gamma_a, traj)
-            nonfinite.append(np.asarray(nf).sum(axis=2))
-            return loss, acc, st
+                                             nbeta_a, gamma_a, traj, n_a)
+        nonfinite.append(np.asarray(nf).sum(axis=2))
+        return loss, acc, st
 
-        def converged(losses):   # every member passes its trend test (or went non-finite)
-            excess = nbetas[:, None, None] * (np.concatenate(losses, axis=2) - loss_star_np[:, None, None])
-            return all(not np.isfinite(e).all() or lc.trend_test(e).converged for e in excess)
+    def converged(losses):   # every member passes its trend test (or went non-finite)
+        excess = nbetas[:, None, None] * (np.concatenate(losses, axis=2) - loss_star_np[:, None, None])
+        return all(not np.isfinite(e).all() or lc.trend_test(e).converged for e in excess)
 
-        losses, accepts, steps = lc.draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
-        loss, accept = np.concatenate(losses, axis=2), np.concatenate(accepts, axis=2)
-        steps_per_draw = np.concatenate(steps, axis=2).mean(axis=(1, 2))
-        traj = np.asarray(traj, np.float64)
-    else:
-        program = _batched(llc_chains.program(sampler, loss_fn, batch_loss_fn, int(num_adapt), int(num_burnin),
-                                       int(chunk), batch_size, float(target_accept), int(max_tree_depth),
-                                       ndev),
-                           (0, 0, 0, data_axis, nb_axis, None, None, 0))
-        loss, accept, eps, loss_star = program(keys, eps0, w_stars, data, nbeta_a, gamma_a,
-                                               jnp.asarray(n or 1, jnp.int32), k_curv)
-        loss, accept = np.asarray(jax.block_until_ready(loss), np.float64), np.asarray(accept, np.float64)
-        steps_per_draw = np.full(K, 1.0 if sampler != "nuts" else np.nan)
+    losses, accepts, steps = lc.draw_until_converged(draw_chunk, chunk, cap, auto, converged, progress)
+    loss, accept = np.concatenate(losses, axis=2), np.concatenate(accepts, axis=2)
+    steps_per_draw = np.concatenate(steps, axis=2).mean(axis=(1, 2))
+    traj = np.asarray(traj, np.float64) if sampler in ("hmc", "mala") else None
     eps, loss_star = np.asarray(eps, np.float64), np.asarray(loss_star, np.float64)
     sampling_s = time.perf_counter() - t0
     results = []
@@ -136,8 +129,7 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
                            gamma=float(gamma), sampler=sampler, num_burnin=int(num_burnin),
                            num_adapt=int(num_adapt), batch_size=batch_size, d=int(d),
                            sampling_s=sampling_s,
-                           draws_cap=cap if auto and sampler in lc.RESUMABLE else None,
-                           nonfinite=np.sum(nonfinite, axis=0)[j] if sampler in lc.RESUMABLE else None)
+                           draws_cap=cap if auto else None, nonfinite=np.sum(nonfinite, axis=0)[j])
         spd = float(steps_per_draw[j]) if np.isfinite(steps_per_draw[j]) else None
         results.append(res._replace(trajectory_length=None if traj is None else float(traj[j]),
                                     steps_per_draw=spd))

@@ -1,8 +1,11 @@
 """Compiled many-chain programs for the localised posterior (used by
-:mod:`slt.estimators.learning_coefficient`): all chains ``vmap``-ed, one ``lax.scan`` over adaptation +
-burn-in + draws, the chain axis ``shard_map``-ed over local devices; Langevin (MALA/SGLD,
-:mod:`slt.kernels.langevin`) or NUTS (numpyro's functional ``hmc``). Also the curvature-based initial
-step size ``0.5 / (nbeta lambda_max(Hess L(w*)) + gamma)``.
+:mod:`slt.estimators.learning_coefficient`), one family for every sampler (HMC,
+:mod:`slt.kernels.localized_hmc`; MALA and SGLD, :mod:`slt.kernels.langevin`; NUTS, numpyro's
+functional ``hmc``): a warmup program (adaptation + burn-in, one ``lax.scan``) returns each chain's
+state and tuned parameters, and a draw program of a fixed chunk length continues from them
+(``num_draws: auto`` calls it again until the trend test passes: longer runs never recompile).
+All chains ``vmap``-ed, the chain axis ``shard_map``-ed over local devices. Also the
+curvature-based initial step size ``0.5 / (nbeta lambda_max(Hess L(w*)) + gamma)``.
 
 Static (compile-time): sampler, loss functions, step counts, batch size, device count.
 Arguments (never recompile): keys, step sizes, w*, data, nbeta, gamma, n.
@@ -79,54 +82,19 @@ def member_chunk_keys(num_chains: int):
     return jax.jit(jax.vmap(lambda k, i: chunk_keys(k, i, num_chains), in_axes=(0, None)))
 
 
-# ----------------------------------------------------------------------------- programs
-@functools.lru_cache(maxsize=None)
-def program(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws, batch_size,
-             target_accept, max_tree_depth, ndev):
-    """A jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, n, curv_key)`` ->
-    ``(loss (C, T), accept (C, T), eps (C,), L(w*))`` for one static configuration.
-
-    ``eps0`` entries that are NaN are replaced by :func:`initial_step_size`'s rule, computed
-    inside the same program (one compilation per configuration)."""
-    if sampler == "nuts":
-        one_chain = _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept,
-                                max_tree_depth)
-    else:
-        one_chain = _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin,
-                                    num_draws, batch_size, target_accept)
-    chains = devices.shard_chains(one_chain, ndev, (0, 0, None, None, None, None, None))
-
-    def run(keys, eps0, w_star, data, nbeta, gamma, n, curv_key):
-        lam = _top_hessian_eigenvalue(loss_fn, w_star, data, curv_key)
-        curv = nbeta * lam + gamma
-        auto = jnp.where((curv > 0) & jnp.isfinite(curv), 0.5 / curv, 1e-4).astype(eps0.dtype)
-        eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
-        loss, accept, eps = chains(keys, eps0, w_star, data, nbeta, gamma, n)
-        return loss, accept, eps, loss_fn(w_star, data)
-
-    return jax.jit(run)
-
-
-def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_draws,
-                    batch_size, target_accept, with_state=False):
-    """One chain as ONE scan over adaptation + burn-in + draws (a single loop body to compile).
+# ----------------------------------------------------------------------------- warmup kernels
+def _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, batch_size, target_accept, draws=0):
+    """One Langevin chain's warmup as ONE scan over adaptation + burn-in (+ ``draws`` first draws,
+    recorded as the draw program records them) -> ``(state, eps, inv_mass[, draw outputs])``.
 
     Adaptation (``t < num_adapt``): dual averaging of the step size towards ``target_accept``.
     MALA also learns a diagonal preconditioner, Stan-style: the variance of w over the second
     quarter of the adaptation (regularised towards 1e-3) becomes M^-1 at its half-way point,
     where the step size restarts from ``eps / min(M^-1)`` and adapts again. SGLD keeps the
     identity metric (devinterp's update). After adaptation everything is fixed."""
-    total = num_adapt + num_burnin + num_draws
+    total = num_adapt + num_burnin + draws
     precondition = sampler == "mala" and num_adapt >= 40
     half, quarter = num_adapt // 2, num_adapt // 4
-
-    def step(key, state, eps, inv_mass, w_star, data, nbeta, gamma, n):
-        target = localized_target(loss_fn, data, w_star, nbeta, gamma)
-        if sampler == "mala":
-            return langevin.mala_step(key, state, target, eps, inv_mass)
-        return langevin.sgld_step(
-            key, state, target, eps, lambda idx: localized_target(lambda w, d: batch_loss_fn(w, d, idx), data,
-                                                                  w_star, nbeta, gamma), n, batch_size)
 
     def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
         state = (langevin.mala_init(w_star, localized_target(loss_fn, data, w_star, nbeta, gamma))
@@ -140,7 +108,8 @@ def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_
             adapting = t < num_adapt
             eps = jnp.where(adapting, jnp.exp(da.log_step),
                             jnp.exp(da.log_step_avg) if num_adapt else eps0)
-            state, info = step(k, state, eps, inv_mass, w_star, data, nbeta, gamma, n)
+            state, info = _langevin_step(sampler, k, state, eps, inv_mass, loss_fn, batch_loss_fn,
+                                         batch_size, w_star, data, nbeta, gamma, n)
             if num_adapt:
                 new_da = adaptation.dual_averaging_update(da, info.accept_prob, target_accept)
                 da = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), new_da, da)
@@ -155,55 +124,54 @@ def _langevin_chain(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, num_
                 restart = adaptation.dual_averaging_init(jnp.exp(da.log_step) / jnp.min(reg))
                 da = jax.tree.map(lambda a, b: jnp.where(switch, a, b), restart, da)
                 inv_mass = jnp.where(switch, reg, inv_mass)
-            return (state, da, inv_mass, welford), (info.loss, info.accept_prob, eps)
+            mala_draws = (info.nonfinite,) if draws and sampler == "mala" else ()
+            return (state, da, inv_mass, welford), (info.loss, info.accept_prob, eps) + mala_draws
 
         xs = (jax.random.split(key, total), jnp.arange(total))
         carry = (state, adaptation.dual_averaging_init(eps0), ones, adaptation.welford_init(w_star))
-        (state, da, inv_mass, _), (loss, accept, eps) = jax.lax.scan(body, carry, xs)
-        keep = num_adapt + num_burnin
-        if with_state:
-            final_eps = jnp.exp(da.log_step_avg) if num_adapt else eps0
-            return state, final_eps, inv_mass
-        return loss[keep:], accept[keep:], eps[-1]
+        (state, da, inv_mass, _), ys = jax.lax.scan(body, carry, xs)
+        out = (state, jnp.exp(da.log_step_avg) if num_adapt else eps0, inv_mass)
+        return out + (_draw_outputs(*ys[:2], None, ys[3] if len(ys) > 3 else None, draws),) if draws else out
 
     return one_chain
 
 
-def _nuts_chain(loss_fn, num_adapt, num_burnin, num_draws, target_accept, max_tree_depth):
+def _langevin_step(sampler, key, state, eps, inv_mass, loss_fn, batch_loss_fn, batch_size, w_star, data,
+                   nbeta, gamma, n):
+    """One MALA or SGLD transition on the localised target (SGLD: on a minibatch of ``batch_size``
+    rows of ``n`` when ``batch_size`` is given, :func:`slt.kernels.langevin.sgld_step`)."""
+    target = localized_target(loss_fn, data, w_star, nbeta, gamma)
+    if sampler == "mala":
+        return langevin.mala_step(key, state, target, eps, inv_mass)
+    return langevin.sgld_step(
+        key, state, target, eps, lambda idx: localized_target(lambda w, d: batch_loss_fn(w, d, idx), data,
+                                                              w_star, nbeta, gamma), n, batch_size)
+
+
+def _draw_outputs(loss, accept, steps, nonfinite, draws):
+    """The last ``draws`` entries of a warmup scan's records as the draw program returns them,
+    ``(loss, accept, steps, nonfinite)``; steps None: 1 each, nonfinite None: False."""
+    loss, accept = loss[-draws:], accept[-draws:]
+    return (loss, accept, jnp.ones(loss.shape, jnp.int32) if steps is None else steps[-draws:],
+            jnp.zeros(loss.shape, bool) if nonfinite is None else nonfinite[-draws:])
+
+
+@functools.lru_cache(maxsize=None)
+def _nuts_kernel(loss_fn, num_warmup, target_accept, max_tree_depth, adapt):
+    """numpyro's functional NUTS ``(init_kernel, sample_kernel)`` on the localised potential, one
+    pair per configuration: ``sample_kernel`` reads the settings (warmup length, tree depth,
+    adaptation) that ``init_kernel`` stores in their shared closure, so the draw program must use
+    the pair whose ``init_kernel`` the warmup program ran (:mod:`slt.samplers.nuts` likewise)."""
     from numpyro.infer.hmc import hmc
 
     def potential_fn_gen(data, w_star, nbeta, gamma):
         target = localized_target(loss_fn, data, w_star, nbeta, gamma)
         return lambda w: -target(w).logdensity
 
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
-    num_warmup = num_adapt + num_burnin
-
-    def one_chain(key, eps0, w_star, data, nbeta, gamma, n):
-        args = (data, w_star, nbeta, gamma)
-        state = init_kernel(w_star, num_warmup, step_size=eps0, adapt_step_size=num_adapt > 0,
-                            target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                            model_args=args, rng_key=key)
-        if num_warmup:
-            state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=args), None), state,
-                                    None, length=num_warmup)
-
-        def draw(s, _):
-            s = sample_kernel(s, model_args=args)
-            return s, (loss_fn(s.z, data), s.accept_prob)
-
-        _, (loss, accept) = jax.lax.scan(draw, state, None, length=num_draws)
-        return loss, accept, state.adapt_state.step_size
-
-    return one_chain
+    return hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
 
-# ----------------------------------------------------------------------------- resumable programs
-# HMC and MALA run in two compiled programs: a warmup (adaptation + burn-in) that returns each
-# chain's state and tuned parameters, and a draw program of a fixed chunk length that continues
-# from them. ``num_draws: auto`` calls the same draw program again until the trend test passes:
-# longer runs never recompile.
-
+# ----------------------------------------------------------------------------- programs
 def _bottom_hessian_eigenvalue(loss_fn: Callable, w, data, key, lam_max, iters: int = 60):
     """Smallest eigenvalue of the Hessian at ``w`` (power iteration on ``lam_max I - H``); a
     scale for the softest direction, not a precise value."""
@@ -284,21 +252,63 @@ def batch_map(fn, in_axes):
     return mapped
 
 
+def programs(sampler, loss_fn, num_adapt, num_burnin, target_accept, chunk, max_steps, ndev, *,
+             batch_loss_fn=None, batch_size=None, max_tree_depth=8, keep_positions=False, observable_fn=None,
+             first_draws=0):
+    """The ``(warmup, draw)`` programs of one sampler configuration (:func:`warmup_program`,
+    :func:`draw_program`; the minibatch settings are SGLD's, the tree depth NUTS')."""
+    batch = dict(batch_loss_fn=batch_loss_fn, batch_size=batch_size) if sampler == "sgld" else {}
+    nuts = (num_adapt + num_burnin, target_accept, max_tree_depth, num_adapt > 0) if sampler == "nuts" else None
+    return (warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev,
+                           max_tree_depth=max_tree_depth, draws=first_draws, **batch),
+            draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions, observable_fn, nuts=nuts, **batch))
+
+
 @functools.lru_cache(maxsize=None)
-def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev):
-    """Jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, curv_key)`` ->
-    ``(states, eps (C,), inv_mass (C, d), trajectory_length, L(w*))``. NaN entries of eps0 take
-    the curvature rule ``0.5 / kappa_max`` (MALA) or ``1 / sqrt(kappa_max)`` (HMC)."""
+def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_steps, ndev, *,
+                   batch_loss_fn=None, batch_size=None, max_tree_depth=8, draws=0):
+    """Jitted ``run(keys (C,), eps0 (C,), w_star, data, nbeta, gamma, curv_key, trajectory_length, n)``
+    -> ``(states, eps (C,), inv_mass (C, d), trajectory_length, L(w*))``. NaN entries of eps0 take
+    the curvature rule ``0.5 / kappa_max`` (Langevin, NUTS) or ``1 / sqrt(kappa_max)`` (HMC).
+    NUTS: numpyro's ``init_kernel`` and its warmup (step size and diagonal mass adaptation over
+    adaptation + burn-in), the state an ``HMCState``, ``eps`` the adapted step size.
+    ``trajectory_length`` is HMC's (also computed for MALA; NaN for SGLD and NUTS).
+
+    ``draws`` (MALA, SGLD, NUTS): the scan goes on for the first ``draws`` draws, appended as
+    ``(loss, accept, steps, nonfinite)`` (C, draws) as :func:`draw_program` returns them, the
+    states then those after them. A one-chunk run (SGLD's and NUTS' default) is then one program
+    with one loop body: XLA compiles each module and loop body anew (~0.5-1 s each on CPU for a
+    small model), and a fixed run compiled as fast as one scan did before."""
     from slt.kernels import localized_hmc as hmc
 
-    if sampler == "mala":
-        chain = _langevin_chain("mala", loss_fn, None, num_adapt, num_burnin, 0, None, target_accept,
-                                with_state=True)
+    if sampler in ("mala", "sgld"):
+        chain = _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, batch_size,
+                                 target_accept, draws)
 
-        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length):
-            return chain(key, eps0, w_star, data, nbeta, gamma, 1)
-    elif sampler == "hmc":
-        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length):
+        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length, n):
+            return chain(key, eps0, w_star, data, nbeta, gamma, n)
+    elif sampler == "nuts":
+        num_warmup = num_adapt + num_burnin
+        init_kernel, sample_kernel = _nuts_kernel(loss_fn, num_warmup, target_accept, max_tree_depth,
+                                                  num_adapt > 0)
+
+        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length, n):
+            args = (data, w_star, nbeta, gamma)
+            state = init_kernel(w_star, num_warmup, step_size=eps0, adapt_step_size=num_adapt > 0,
+                                target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+                                model_args=args, rng_key=key)
+
+            def step(s, _):
+                s = sample_kernel(s, model_args=args)
+                return s, (loss_fn(s.z, data), s.accept_prob, s.num_steps) if draws else None
+
+            if num_warmup or draws:
+                state, ys = jax.lax.scan(step, state, None, length=num_warmup + draws)
+            # the adapted step size: the adaptation state is fixed after the warmup
+            out = (state, state.adapt_state.step_size, jnp.ones_like(w_star))
+            return out + (_draw_outputs(*ys, None, draws),) if draws else out
+    elif sampler == "hmc" and not draws:
+        def one_chain(key, eps0, w_star, data, nbeta, gamma, trajectory_length, n):
             state = hmc.init(loss_fn, w_star, data, w_star, nbeta, gamma)
 
             def body(carry, xs):
@@ -321,57 +331,76 @@ def warmup_program(sampler, loss_fn, num_adapt, num_burnin, target_accept, max_s
             eps = jnp.exp(da.log_step_avg) if num_adapt else eps0
             return state, eps, jnp.ones_like(w_star)
     else:
-        raise ValueError(f"no resumable program for sampler {sampler!r}")
-    chains = devices.shard_chains(one_chain, ndev, (0, 0) + (None,) * 5)
+        raise ValueError(f"no LLC chain program for sampler {sampler!r}")
+    chains = devices.shard_chains(one_chain, ndev, (0, 0) + (None,) * 6)
 
-    def run(keys, eps0, w_star, data, nbeta, gamma, curv_key, trajectory_length_given):
-        kappa_max, kappa_min = _curvatures(loss_fn, w_star, data, nbeta, gamma, curv_key)
+    def run(keys, eps0, w_star, data, nbeta, gamma, curv_key, trajectory_length_given, n):
+        if sampler in ("sgld", "nuts"):   # the stiffest curvature only: no trajectory to size
+            kappa_max = nbeta * _top_hessian_eigenvalue(loss_fn, w_star, data, curv_key) + gamma
+            trajectory_length = jnp.full((), jnp.nan, eps0.dtype)
+        else:
+            kappa_max, kappa_min = _curvatures(loss_fn, w_star, data, nbeta, gamma, curv_key)
+            trajectory_length = jnp.where(kappa_min > 0, hmc.HALF_PI / jnp.sqrt(kappa_min), jnp.inf)
+            trajectory_length = jnp.where(jnp.isnan(trajectory_length_given), trajectory_length,
+                                          trajectory_length_given)
         ok = (kappa_max > 0) & jnp.isfinite(kappa_max)
-        rule = 0.5 / kappa_max if sampler == "mala" else 1.0 / jnp.sqrt(kappa_max)
+        rule = 1.0 / jnp.sqrt(kappa_max) if sampler == "hmc" else 0.5 / kappa_max
         auto = jnp.where(ok, rule, 1e-4).astype(eps0.dtype)
         eps0 = jnp.where(jnp.isnan(eps0), auto, eps0)
-        trajectory_length = jnp.where(kappa_min > 0, hmc.HALF_PI / jnp.sqrt(kappa_min), jnp.inf)
-        trajectory_length = jnp.where(jnp.isnan(trajectory_length_given), trajectory_length,
-                                      trajectory_length_given)
-        states, eps, inv_mass = chains(keys, eps0, w_star, data, nbeta, gamma,
-                                       trajectory_length.astype(eps0.dtype))
-        return states, eps, inv_mass, trajectory_length, loss_fn(w_star, data)
+        states, eps, inv_mass, *first = chains(keys, eps0, w_star, data, nbeta, gamma,
+                                               trajectory_length.astype(eps0.dtype), n)
+        return (states, eps, inv_mass, trajectory_length, loss_fn(w_star, data)) + tuple(first)
 
     return jax.jit(run)
 
 
 @functools.lru_cache(maxsize=None)
-def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False, observable_fn=None):
+def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False, observable_fn=None, *,
+                 batch_loss_fn=None, batch_size=None, nuts=None):
     """Jitted ``run(keys (C,), states, eps (C,), inv_mass (C, d), w_star, data, nbeta, gamma,
-    trajectory_length)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk),
+    trajectory_length, n)`` -> ``(states, loss (C, chunk), accept (C, chunk), steps (C, chunk),
     nonfinite (C, chunk))``: ``chunk`` more draws per chain with the tuned parameters, continuing
     from ``states``; ``accept`` is NaN for HMC's multi-scale small-step transitions (the reported
     acceptance is the adapted step's), ``nonfinite`` marks transitions whose trajectory met a NaN
-    of the model (:mod:`slt.samplers.health`).
+    of the model (:mod:`slt.samplers.health`; HMC and MALA, else False).
+
+    SGLD (minibatches: ``batch_loss_fn``, ``batch_size``, indices in ``[0, n)``) records the loss
+    at each position before its move and the MH acceptance estimate of the previous move, as
+    devinterp does. NUTS (``nuts = (num_warmup, target_accept, max_tree_depth, adapt)``, the
+    warmup program's kernel settings) continues numpyro's ``HMCState`` with its own key (``keys``
+    unused: its draws do not depend on the chunking) and records the number of leapfrog steps.
 
     Optional outputs, in this order, both static (off: the program is the same as without them):
     ``observable_fn(w, data) -> (k,)`` evaluated at every draw inside the same scan, ``(C, chunk,
     k)`` (e.g. the loss on another data set for the data-refined LLC, :mod:`slt.estimators.restricted`), so
     nothing per draw but k numbers leaves the program; ``keep_positions``: the draws themselves,
     ``positions (C, chunk, d)`` (Bayesian influence functions and susceptibilities,
-    :mod:`slt.estimators.influence`)."""
+    :mod:`slt.estimators.influence`). Both: HMC and MALA."""
     from slt.kernels import localized_hmc as hmc
 
-    def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length):
+    sample_kernel = _nuts_kernel(loss_fn, *nuts)[1] if sampler == "nuts" else None
+
+    def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length, n):
         def body(state, k):
+            no = jnp.zeros((), bool)
             if sampler == "mala":
                 state, info = langevin.mala_step(k, state, localized_target(loss_fn, data, w_star, nbeta, gamma),
                                                  eps, inv_mass)
-                steps = jnp.ones((), jnp.int32)
-                accept = info.accept_prob
+                out = (state.loss, info.accept_prob, jnp.ones((), jnp.int32), info.nonfinite)
+            elif sampler == "sgld":
+                state, info = _langevin_step("sgld", k, state, eps, inv_mass, loss_fn, batch_loss_fn,
+                                             batch_size, w_star, data, nbeta, gamma, n)
+                out = (info.loss, info.accept_prob, jnp.ones((), jnp.int32), no)
+            elif sampler == "nuts":
+                state = sample_kernel(state, model_args=(data, w_star, nbeta, gamma))
+                out = (loss_fn(state.z, data), state.accept_prob, state.num_steps, no)
             else:
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
                 state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
-                steps = info.num_steps
                 # acceptance of the adapted-step transitions only (NaN for the multi-scale small
                 # steps, which accept more by construction; summarize takes the nanmean)
-                accept = jnp.where(info.small_step, jnp.nan, info.accept_prob)
-            out = (state.loss, accept, steps, info.nonfinite)
+                out = (state.loss, jnp.where(info.small_step, jnp.nan, info.accept_prob), info.num_steps,
+                       info.nonfinite)
             if observable_fn is not None:
                 out = out + (observable_fn(state.position, data),)
             return state, out + ((state.position,) if keep_positions else ())
@@ -379,4 +408,4 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False,
         state, outs = jax.lax.scan(body, state, jax.random.split(key, chunk))
         return (state,) + tuple(outs)
 
-    return jax.jit(devices.shard_chains(one_chain, ndev, (0,) * 4 + (None,) * 5))
+    return jax.jit(devices.shard_chains(one_chain, ndev, (0,) * 4 + (None,) * 6))

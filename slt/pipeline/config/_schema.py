@@ -248,9 +248,10 @@ class LLCConfig:
     num_draws: Union[int, str] = _field("auto", check=lambda v: None if v == "auto" or (isinstance(v, int) and v >= 1)
                                         else f"must be a positive integer or 'auto', got {v!r}",
                                         doc="draws per chain; auto: extend the chains until the trend "
-                                            "test passes or max_draws (hmc 500 -> 8000, mala 2000 -> 32000)")
+                                            "test passes or max_draws (hmc 500 -> 8000, mala 2000 -> 32000, "
+                                            "sgld and nuts 2000 -> 2000)")
     max_draws: Optional[int] = _field(None, check=at_least(1),
-                                      doc="cap of num_draws: auto; default hmc 8000, mala 32000")
+                                      doc="cap of num_draws: auto; default hmc 8000, mala 32000, sgld and nuts 2000")
     num_burnin: Optional[int] = _field(None, check=non_negative,
                                        doc="steps discarded before averaging; default num_draws // 10 "
                                            "(auto: of the first 500/2000; hmc at least 50)")
