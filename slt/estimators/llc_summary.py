@@ -199,9 +199,9 @@ def cv_check(excess: np.ndarray, adjusted: np.ndarray, z_max: float = CV_CHECK_Z
     chains, so at stationarity ``E[Z_c . b_(-c)] = 0``: a correction significantly away from 0
     (``|z| > z_max``) says the draws do not yet satisfy the identity the variates rely on, and
     the variates can then move a right plain average away from the answer by more than their
-    error bar claims (measured on ``x w1 w2^2`` at 500 draws: a correction of +0.025, z = 5 against
-    an exact quadrature, while the plain average was off by -1.9 of its se; both agree at 4000
-    draws). A Hausman-type test: it asks nothing of the target but Stein's identity.
+    error bar claims (measured on ``x w1 w2^2`` at 500 draws: the variates moved the estimate by
+    +0.025 to z = +5 against an exact quadrature while the plain average was off by -1.9 of its se;
+    the check reads z = -2.7 there; both agree at 4000 draws). A Hausman-type test: it asks nothing of the target but Stein's identity.
     ``num_draws: auto`` keeps drawing while it fails; at the end the plain average is reported."""
     from slt.samplers import diagnostics
 
