@@ -536,3 +536,17 @@ def test_the_control_variate_check_holds_at_stationarity_and_catches_draws_off_t
                        gamma=gamma, sampler="hmc", d=d, adjusted=adj)
     assert res.mean == pytest.approx(excess.mean()) and res.raw_mean is None
     assert any("control variates not used" in m for m in res.warnings)
+
+
+def test_the_reported_error_bar_widens_the_between_chain_part_by_the_t_quantile():
+    """stderr = max(MCSE, t_{C-1}/z x std / sqrt(C)): the between-chain part is estimated from C
+    chain means. t_ratio matches scipy's t quantile (exact at df 1 and 2, 0.12% at 3, 1.1e-4 from 5)."""
+    import scipy.stats
+    from slt.estimators.llc_summary import Z_975, stderr, t_ratio
+
+    for df in range(1, 120):
+        assert t_ratio(df) * Z_975 == pytest.approx(scipy.stats.t.ppf(0.975, df), rel=1.3e-3 if df < 5 else 1.2e-4)
+    r = lc.estimate_llc(jax.random.key(0), lambda w: 0.5 * jnp.sum(w ** 2), jnp.zeros(2), nbeta=20.0,
+                        num_chains=8, num_draws=200, control_variates=False)
+    assert stderr(r) == pytest.approx(max(r.mcse, r.std / math.sqrt(8) * t_ratio(7)))
+    assert stderr(r._replace(mean=None)) is None

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from slt.estimators import learning_coefficient as lc
-from slt.estimators.learning_coefficient import LLCResult
+from slt.estimators.learning_coefficient import LLCResult, stderr as llc_stderr
 from slt.posterior import Problem
 
 IDENTIFIABLE_RTOL = 0.5   # lambda_hat: an error bar above half the value cannot separate lambda from finite n
@@ -152,7 +152,7 @@ def combine(result: LLCResult, subsets: Subsets) -> Optional[LambdaHat]:
     if result.mean is None or values is None:
         return None
     data_sd = float(np.std(values, ddof=1))
-    mcse = max(result.mcse or 0.0, (result.std or 0.0) / math.sqrt(result.num_chains))
+    mcse = llc_stderr(result)
     lever = _lever(result.nbeta, subsets.nbeta_k)
     extrapolation = (float(result.mean) - float(np.mean(values))) * lever
     extrapolation_se = math.hypot(mcse, data_sd / math.sqrt(len(values))) * lever

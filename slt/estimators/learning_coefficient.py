@@ -53,8 +53,8 @@ from slt.samplers import llc_chains
 from slt.samplers.llc_chains import initial_step_size, top_hessian_eigenvalue  # noqa: F401 (re-exported)
 from slt.posterior import Problem, problem_loss
 from slt.estimators.llc_summary import (CV_CHECK_Z, CV_FLOAT_FLOOR, TREND_ATOL, TREND_RTOL, LLCResult,  # noqa: F401 (re-exported)
-                                        CVCheck, TrendTest, cv_check, score_observable, stein_adjust, summarize,
-                                        trend_consistent, trend_test)
+                                        CVCheck, TrendTest, cv_check, score_observable, stein_adjust, stderr,
+                                        summarize, t_ratio, trend_consistent, trend_test)
 
 SAMPLERS = ("hmc", "mala", "sgld", "nuts")
 POSITION_HOOKS = ("hmc", "mala")  # samplers whose draws feed keep_positions, observable_fn, control variates

@@ -28,7 +28,6 @@ the draws the batch ran (possibly more than it alone would have needed).
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -125,10 +124,10 @@ class Trajectory(NamedTuple):
     results: list
 
     def stderr(self) -> np.ndarray:
-        """Per checkpoint: max(MCSE, between-chain standard error), as the llc stage reports."""
-        return np.array([np.nan if r.mean is None else
-                         max(r.mcse or 0.0, (r.std or 0.0) / math.sqrt(r.num_chains))
-                         for r in self.results])
+        """Per checkpoint: the reported standard error (:func:`slt.estimators.llc_summary.stderr`)."""
+        from slt.estimators.llc_summary import stderr
+
+        return np.array([np.nan if r.mean is None else stderr(r) for r in self.results])
 
 
 def llc_trajectory(key: jax.Array, problem: Problem, *, steps: int, learning_rate: float,

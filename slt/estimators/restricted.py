@@ -37,7 +37,6 @@ Exact answers for a model linear in the restricted weights: :func:`linear_terms`
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -214,11 +213,7 @@ def refined_llc(key: jax.Array, problem: Problem, w_star, refined: Problem, *,
     return Refined(ref._replace(warnings=warns), res)
 
 
-def stderr(res: lc.LLCResult):
-    """max(MCSE, between-chain standard error), as the llc stage reports; None if withheld."""
-    if res.mean is None:
-        return None
-    return max(res.mcse or 0.0, (res.std or 0.0) / math.sqrt(res.num_chains) if res.num_chains > 1 else 0.0)
+stderr = lc.stderr   # the LLC's reported standard error (:func:`slt.estimators.llc_summary.stderr`)
 
 
 # ----------------------------------------------------------------------------- exact answers

@@ -155,7 +155,7 @@ def run(ctx: Context) -> StageOutput:
                                      **settings, **({"keep_positions": keep} if keep else {}))
     for w in res.warnings:
         ctx.warn(w)
-    stderr = None if res.mean is None else max(res.mcse or 0.0, (res.std or 0.0) / np.sqrt(res.num_chains))
+    stderr = lc.stderr(res)
     per_layer = None
     if cfg.per_layer:
         with progress.stage("llc: per-layer restricted LLCs (one program)"):
