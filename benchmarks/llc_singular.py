@@ -7,7 +7,7 @@ sum of powers, Gaussian likelihood (sigma = 1), data ``y = x u0 + noise_std N(0,
 The LLC at w* = 0 (nbeta = n / log n, gamma = 1) from
 :func:`slt.estimators.learning_coefficient.llc_for_problem` (default HMC, num_draws auto) is compared with
 :func:`slt.estimators.quadrature.llc_quadrature` of the same L_n (its sufficient statistics in float64):
-``z = (estimate - quadrature) / stderr`` with the stage's ``stderr = max(mcse, std / sqrt(C))``.
+``z = (estimate - quadrature) / stderr`` with the stage's ``stderr`` (:func:`slt.estimators.llc_summary.stderr`: ``max(mcse, t_{C-1}/z x std / sqrt(C))``; the saved studies before it used ``max(mcse, std / sqrt(C))``).
 
 Run:   python benchmarks/llc_singular.py --out before.json            (all cases, seeds 0-2)
        python benchmarks/llc_singular.py --cases 2 --seeds 1 --out smoke.json   (smoke)
@@ -103,7 +103,7 @@ def run_one(c, seed, sampler="hmc", **kw):
     key = jax.random.fold_in(jax.random.key(seed), CASES.index(c))
     res = lc.llc_for_problem(key, problem, jnp.zeros(2, jnp.float32),
                              sampler=sampler, **kw)
-    se = max(res.mcse or 0.0, (res.std or 0.0) / math.sqrt(res.num_chains))
+    se = lc.stderr(res) or 0.0   # what the llc stage reports
     return {"case": case_name(c), "seed": seed, "quadrature": q.llc, "quadrature_error": q.error,
             "quadrature_s": tq, "estimate": res.mean, "stderr": se, "mcse": res.mcse,
             "std": res.std, "z": (res.mean - q.llc) / se if res.mean is not None and se > 0 else None,
