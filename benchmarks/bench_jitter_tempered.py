@@ -84,6 +84,17 @@ def replica_headline(seed: int) -> dict:
             "accept_beta1": float(np.mean(res.accept_prob)), "divergences": int(res.diverging.sum())}
 
 
+def grid_summary(betas, nl):
+    """A tempered grid's per-beta means, TI, stepping stone and bulk ESS of n L_n per beta."""
+    import numpy as np
+    from slt.estimators import free_energy as fe
+    from slt.samplers import diagnostics
+
+    m = fe.beta_means(betas, nl)
+    ess = np.array([float(diagnostics.ess_bulk(nl[b][..., None])[0]) for b in range(len(betas))])
+    return m, fe.thermodynamic_integration(betas, m.mean, m.mcse), fe.stepping_stone(betas, nl), ess
+
+
 def linreg(seed: int) -> list[dict]:
     import jax
     import numpy as np
@@ -105,10 +116,7 @@ def linreg(seed: int) -> list[dict]:
                                       num_samples=600, num_steps=steps)
         wall = time.perf_counter() - t0
         nl = n * np.asarray(tr.loss)
-        m = fe.beta_means(betas, nl)
-        ti = fe.thermodynamic_integration(betas, m.mean, m.mcse)
-        ss = fe.stepping_stone(betas, nl)
-        ess = np.array([float(diagnostics.ess_bulk(nl[b][..., None])[0]) for b in range(len(betas))])
+        m, ti, ss, ess = grid_summary(betas, nl)
         exact_mean = fe.linear_gaussian_E_nL_n(np.asarray(p.x), np.asarray(p.y), betas)
         rows.append({"part": f"linreg_grid_{steps}steps", "seed": seed, "wall_s": wall, "exact": exact,
                      "ti": ti.free_energy, "ti_se": ti.stderr, "ss": ss.free_energy, "ss_se": ss.stderr,
@@ -159,10 +167,7 @@ def relu_grid(seed: int) -> dict:
                                   num_steps=4)
     wall = time.perf_counter() - t0
     nl = n * np.asarray(tr.loss)
-    m = fe.beta_means(betas, nl)
-    ti = fe.thermodynamic_integration(betas, m.mean, m.mcse)
-    ss = fe.stepping_stone(betas, nl)
-    ess = np.array([float(diagnostics.ess_bulk(nl[b][..., None])[0]) for b in range(len(betas))])
+    m, ti, ss, ess = grid_summary(betas, nl)
     rhat = np.array([float(diagnostics.rhat(nl[b][..., None])[0]) for b in range(len(betas))])
     return {"part": "relu_grid_4steps", "seed": seed, "wall_s": wall, "ti": ti.free_energy, "ti_se": ti.stderr,
             "ti_mc_se": ti.mc_stderr, "ss": ss.free_energy, "ss_se": ss.stderr,

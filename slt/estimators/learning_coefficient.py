@@ -271,19 +271,24 @@ def estimate_llc(key: jax.Array, loss_fn: Callable, w_star, *, nbeta: float | No
         extra = float(extra) if extra is not None and math.isfinite(float(extra)) else 0.0
         return max(TREND_ATOL, extra)
 
+    fitted = {}   # draws per chain -> control-variate series: the last check's fit serves the summary
+
     def adjusted(excess):   # the control-variate series (None: off or not applicable)
         if not use_cv:
             return None
-        feats = np.concatenate(observables, axis=1)
-        return stein_adjust(excess, feats[..., -2 * d:-d], feats[..., -d:], w_star_np, float(nbeta), float(gamma))
+        if excess.shape[1] not in fitted:
+            feats = np.concatenate(observables, axis=1)
+            fitted.clear()
+            fitted[excess.shape[1]] = stein_adjust(excess, feats[..., -2 * d:-d], feats[..., -d:], w_star_np,
+                                                   float(nbeta), float(gamma))
+        return fitted[excess.shape[1]]
     nbeta_a, gamma_a = jnp.asarray(nbeta, dtype), jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
     kept = []   # keep_positions: the thinned draws of every chunk
     nonfinite = []   # per chunk, (C,) transitions that met a NaN of the model
     observables = []
     obs_fn = score_observable(loss_fn, observable_fn) if use_cv else observable_fn
-    # SGLD, NUTS: one chunk by default, drawn by the warmup's own loop (one program to compile)
-    first = int(chunk) if sampler in ("sgld", "nuts") else 0
+    first = int(chunk) if sampler in llc_chains.IN_WARMUP else 0
     warm, draw = llc_chains.programs(sampler, loss_fn, int(num_adapt), int(num_burnin), float(target_accept),
                                      int(chunk), int(max_steps), ndev, batch_loss_fn=batch_loss_fn,
                                      batch_size=batch_size, max_tree_depth=int(max_tree_depth),

@@ -89,7 +89,7 @@ def estimate_llc_batch(key: jax.Array, loss_fn: Callable, w_stars, *, nbeta=None
     nbeta_a = jnp.asarray(nbeta if nbeta_vec is None else nbetas, dtype)
     gamma_a = jnp.asarray(gamma, dtype)
     t0 = time.perf_counter()
-    first = int(chunk) if sampler in ("sgld", "nuts") else 0   # as estimate_llc: the warmup's loop draws it
+    first = int(chunk) if sampler in llc_chains.IN_WARMUP else 0   # as estimate_llc
     warm, draw = llc_chains.programs(sampler, loss_fn, int(num_adapt), int(num_burnin), float(target_accept),
                                      int(chunk), int(max_steps), ndev, batch_loss_fn=batch_loss_fn,
                                      batch_size=batch_size, max_tree_depth=int(max_tree_depth), first_draws=first)

@@ -82,6 +82,10 @@ def member_chunk_keys(num_chains: int):
     return jax.jit(jax.vmap(lambda k, i: chunk_keys(k, i, num_chains), in_axes=(0, None)))
 
 
+IN_WARMUP = ("sgld", "nuts")   # samplers whose first chunk of draws the warmup's own loop draws
+# (one chunk is their default run: one program to compile; see warmup_program's ``draws``)
+
+
 # ----------------------------------------------------------------------------- warmup kernels
 def _langevin_warmup(sampler, loss_fn, batch_loss_fn, num_adapt, num_burnin, batch_size, target_accept, draws=0):
     """One Langevin chain's warmup as ONE scan over adaptation + burn-in (+ ``draws`` first draws,
@@ -382,18 +386,15 @@ def draw_program(sampler, loss_fn, chunk, max_steps, ndev, keep_positions=False,
 
     def one_chain(key, state, eps, inv_mass, w_star, data, nbeta, gamma, trajectory_length, n):
         def body(state, k):
-            no = jnp.zeros((), bool)
-            if sampler == "mala":
-                state, info = langevin.mala_step(k, state, localized_target(loss_fn, data, w_star, nbeta, gamma),
-                                                 eps, inv_mass)
-                out = (state.loss, info.accept_prob, jnp.ones((), jnp.int32), info.nonfinite)
-            elif sampler == "sgld":
-                state, info = _langevin_step("sgld", k, state, eps, inv_mass, loss_fn, batch_loss_fn,
+            if sampler in ("mala", "sgld"):
+                state, info = _langevin_step(sampler, k, state, eps, inv_mass, loss_fn, batch_loss_fn,
                                              batch_size, w_star, data, nbeta, gamma, n)
-                out = (info.loss, info.accept_prob, jnp.ones((), jnp.int32), no)
+                # MALA: the loss where it now stands; SGLD: before its move (devinterp's record)
+                out = ((state.loss, info.accept_prob, jnp.ones((), jnp.int32), info.nonfinite) if sampler == "mala"
+                       else (info.loss, info.accept_prob, jnp.ones((), jnp.int32), jnp.zeros((), bool)))
             elif sampler == "nuts":
                 state = sample_kernel(state, model_args=(data, w_star, nbeta, gamma))
-                out = (loss_fn(state.z, data), state.accept_prob, state.num_steps, no)
+                out = (loss_fn(state.z, data), state.accept_prob, state.num_steps, jnp.zeros((), bool))
             else:
                 steps = hmc.num_steps_for(eps, trajectory_length, max_steps)
                 state, info = hmc.step(k, state, eps, steps, loss_fn, data, w_star, nbeta, gamma, max_steps)
